@@ -1,0 +1,156 @@
+"""Colour and Bayer maths as pure functions.
+
+Two kinds live here: 3x3 matrix helpers on NumPy float64 arrays (the front end
+derives a camera's colour transform once per file) and image functions on torch
+tensors shaped ``(*, C, H, W)`` (the networks, training and synthesis use them).
+
+Colour spaces:
+- *camera RGB*: the sensor's own primaries, black-subtracted and normalised to [0, 1].
+- *white-balanced camera RGB*: camera RGB times the white-balance gains, so a neutral
+  surface under the scene light reads (1, 1, 1).
+- *XYZ*: CIE 1931 XYZ, D65-relative: white-balanced neutral (1, 1, 1) maps to the
+  D65 white point (0.9505, 1.0, 1.089). This is Restore-Net's output space (paper §III-C).
+- *linear sRGB* / *sRGB*: IEC 61966-2-1 primaries, D65 white, without / with the
+  sRGB transfer curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Linear sRGB -> XYZ (D65), from the sRGB primaries and white of IEC 61966-2-1:1999,
+# as tabulated by B. Lindbloom (brucelindbloom.com, "RGB/XYZ Matrices").
+SRGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
+XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
+
+# The 2x2 site order of a packed RGGB mosaic: channel k holds site (k // 2, k % 2),
+# the order of torch's pixel_unshuffle(2).
+PACKED_CHANNELS = ("R", "G1", "G2", "B")
+
+
+def cam_to_xyz_from_xyz_to_cam(xyz_to_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a DNG-style ColorMatrix (XYZ -> camera) into a white-balanced camera -> XYZ matrix.
+
+    The method is dcraw's ``cam_xyz_coeff``: go through linear sRGB, normalise the
+    sRGB -> camera rows to sum to one so that white-balanced neutral stays neutral,
+    and invert.
+
+    Args:
+        xyz_to_cam: (3, 3) XYZ (D65) -> camera RGB, as LibRaw's ``rgb_xyz_matrix[:3]``.
+
+    Returns:
+        ``(cam_to_xyz, d65_gains)``: the (3, 3) matrix from white-balanced camera RGB
+        to XYZ, and the camera's white-balance gains for a D65 scene, G = 1.
+    """
+    if xyz_to_cam.shape != (3, 3):
+        raise ValueError(f"expected a (3, 3) matrix, got shape {xyz_to_cam.shape}")
+    srgb_to_cam = xyz_to_cam @ SRGB_TO_XYZ
+    row_sums = srgb_to_cam.sum(axis=1)
+    d65_gains = 1.0 / row_sums
+    srgb_to_cam = srgb_to_cam / row_sums[:, None]
+    cam_to_xyz = SRGB_TO_XYZ @ np.linalg.inv(srgb_to_cam)
+    return cam_to_xyz, d65_gains / d65_gains[1]
+
+
+def cam_to_xyz_from_cam_to_srgb(cam_to_srgb: np.ndarray) -> np.ndarray:
+    """White-balanced camera -> XYZ from a camera -> linear sRGB matrix (LibRaw's ``color_matrix``).
+
+    Args:
+        cam_to_srgb: (3, 3) white-balanced camera RGB -> linear sRGB, rows summing to ~1.
+    """
+    if cam_to_srgb.shape != (3, 3):
+        raise ValueError(f"expected a (3, 3) matrix, got shape {cam_to_srgb.shape}")
+    return SRGB_TO_XYZ @ cam_to_srgb
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """Inverse sRGB transfer curve (IEC 61966-2-1).
+
+    Args:
+        x: sRGB-encoded values in [0, 1], any shape.
+
+    Returns:
+        Linear values in [0, 1], same shape.
+    """
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    """sRGB transfer curve (IEC 61966-2-1).
+
+    Args:
+        x: linear values, any shape; clipped to [0, 1] first.
+
+    Returns:
+        sRGB-encoded values in [0, 1], same shape.
+    """
+    x = x.clamp(0.0, 1.0)
+    # The clamp inside the power keeps its gradient finite at 0.
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Apply a 3x3 colour matrix per pixel.
+
+    Args:
+        x: (*, 3, H, W) image.
+        matrix: (3, 3) or (*, 3, 3) matrix mapping input channels to output channels.
+
+    Returns:
+        (*, 3, H, W) image.
+    """
+    if x.dim() < 3 or x.shape[-3] != 3:
+        raise ValueError(f"expected an image shaped (*, 3, H, W), got {tuple(x.shape)}")
+    m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+    return torch.einsum("...ij,...jhw->...ihw", m, x)
+
+
+def mosaic(rgb: torch.Tensor) -> torch.Tensor:
+    """Sample an RGB image through an RGGB colour filter array.
+
+    Args:
+        rgb: (*, 3, H, W) image with even H and W.
+
+    Returns:
+        (*, 1, H, W) mosaic: R at (0, 0), G at (0, 1) and (1, 0), B at (1, 1).
+    """
+    if rgb.dim() < 3 or rgb.shape[-3] != 3 or rgb.shape[-2] % 2 or rgb.shape[-1] % 2:
+        raise ValueError(f"expected an image shaped (*, 3, H, W) with even H, W, got {tuple(rgb.shape)}")
+    out = rgb[..., 1:2, :, :].clone()
+    out[..., 0, 0::2, 0::2] = rgb[..., 0, 0::2, 0::2]
+    out[..., 0, 1::2, 1::2] = rgb[..., 2, 1::2, 1::2]
+    return out
+
+
+def pack_bayer(mosaic_: torch.Tensor) -> torch.Tensor:
+    """Pack an RGGB mosaic into four half-resolution planes.
+
+    Args:
+        mosaic_: (*, 1, H, W) RGGB mosaic with even H and W.
+
+    Returns:
+        (*, 4, H/2, W/2) planes in ``PACKED_CHANNELS`` order (R, G1, G2, B).
+    """
+    if mosaic_.dim() < 3 or mosaic_.shape[-3] != 1:
+        raise ValueError(f"expected a mosaic shaped (*, 1, H, W), got {tuple(mosaic_.shape)}")
+    lead = mosaic_.shape[:-3]
+    flat = mosaic_.reshape(-1, *mosaic_.shape[-3:])
+    return F.pixel_unshuffle(flat, 2).reshape(*lead, 4, mosaic_.shape[-2] // 2, mosaic_.shape[-1] // 2)
+
+
+def unpack_bayer(packed: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``pack_bayer``: (*, 4, H/2, W/2) -> (*, 1, H, W)."""
+    if packed.dim() < 3 or packed.shape[-3] != 4:
+        raise ValueError(f"expected packed planes shaped (*, 4, H, W), got {tuple(packed.shape)}")
+    lead = packed.shape[:-3]
+    flat = packed.reshape(-1, *packed.shape[-3:])
+    return F.pixel_shuffle(flat, 2).reshape(*lead, 1, packed.shape[-2] * 2, packed.shape[-1] * 2)

@@ -1,0 +1,1 @@
+"""Datasets and synthetic raw data for training and tests."""

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from camnet_cli import color
+from tests.conftest import SONY_XYZ_TO_CAM
+
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])  # XYZ of D65, Y = 1 (CIE 15:2004)
+
+
+def test_srgb_curve_known_values():
+    x = torch.tensor([0.0, 0.04045, 0.5, 1.0], dtype=torch.float64)
+    lin = color.srgb_to_linear(x)
+    assert lin[1].item() == pytest.approx(0.04045 / 12.92)
+    assert lin[2].item() == pytest.approx(0.214041, abs=1e-6)  # tabulated sRGB value for 128/255 ~ 0.5
+    assert color.linear_to_srgb(torch.tensor(0.18, dtype=torch.float64)).item() == pytest.approx(0.461356, abs=1e-6)
+    assert lin[0].item() == 0.0 and lin[3].item() == pytest.approx(1.0)
+
+
+def test_srgb_round_trip():
+    x = torch.rand(3, 16, 16, dtype=torch.float64)
+    assert torch.allclose(color.linear_to_srgb(color.srgb_to_linear(x)), x, atol=1e-12)
+
+
+def test_srgb_curves_gradcheck():
+    x = (torch.rand(2, 3, 4, 4, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
+    assert torch.autograd.gradcheck(color.srgb_to_linear, (x,))
+    assert torch.autograd.gradcheck(color.linear_to_srgb, (x,))
+
+
+def test_srgb_matrix_maps_white_to_d65():
+    assert np.allclose(color.SRGB_TO_XYZ @ np.ones(3), D65_WHITE, atol=1e-4)
+    assert np.allclose(color.XYZ_TO_SRGB @ color.SRGB_TO_XYZ, np.eye(3))
+
+
+def test_camera_matrix_keeps_neutral_neutral():
+    cam_to_xyz, d65_gains = color.cam_to_xyz_from_xyz_to_cam(SONY_XYZ_TO_CAM)
+    # White-balanced neutral (1, 1, 1) is D65 white in XYZ.
+    assert np.allclose(cam_to_xyz @ np.ones(3), D65_WHITE, atol=1e-4)
+    # The D65 gains make the camera's response to D65 white neutral.
+    raw_white = SONY_XYZ_TO_CAM @ D65_WHITE
+    assert np.allclose(raw_white * d65_gains / (raw_white[1] * d65_gains[1]), 1.0, atol=1e-3)
+    assert d65_gains[1] == 1.0 and d65_gains[0] > 1 and d65_gains[2] > 1  # a typical sensor: weak R and B
+
+
+def test_both_matrix_sources_agree():
+    cam_to_xyz, _ = color.cam_to_xyz_from_xyz_to_cam(SONY_XYZ_TO_CAM)
+    cam_to_srgb = color.XYZ_TO_SRGB @ cam_to_xyz  # what LibRaw puts in color_matrix for a DNG
+    assert np.allclose(color.cam_to_xyz_from_cam_to_srgb(cam_to_srgb), cam_to_xyz)
+    assert np.allclose(cam_to_srgb.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 3), (4, 3)])
+def test_matrix_helpers_check_shape(shape):
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        color.cam_to_xyz_from_xyz_to_cam(np.ones(shape))
+
+
+def test_apply_matrix_batches_and_checks_shape():
+    x = torch.rand(2, 3, 5, 7)
+    m = torch.rand(3, 3)
+    out = color.apply_matrix(x, m)
+    assert out.shape == x.shape
+    assert torch.allclose(out[1, :, 2, 3], m @ x[1, :, 2, 3], atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(2, 4, 5, 7\)"):
+        color.apply_matrix(torch.rand(2, 4, 5, 7), m)
+
+
+def test_mosaic_samples_rggb():
+    rgb = torch.rand(3, 4, 6)
+    m = color.mosaic(rgb)
+    assert m.shape == (1, 4, 6)
+    assert torch.equal(m[0, 0::2, 0::2], rgb[0, 0::2, 0::2])
+    assert torch.equal(m[0, 0::2, 1::2], rgb[1, 0::2, 1::2])
+    assert torch.equal(m[0, 1::2, 0::2], rgb[1, 1::2, 0::2])
+    assert torch.equal(m[0, 1::2, 1::2], rgb[2, 1::2, 1::2])
+    with pytest.raises(ValueError, match="even"):
+        color.mosaic(torch.rand(3, 5, 6))
+
+
+def test_pack_order_and_round_trip():
+    m = torch.arange(2 * 1 * 4 * 6, dtype=torch.float32).reshape(2, 1, 4, 6)
+    packed = color.pack_bayer(m)
+    assert packed.shape == (2, 4, 2, 3)
+    for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):  # R, G1, G2, B
+        assert torch.equal(packed[:, k], m[:, 0, dy::2, dx::2])
+    assert torch.equal(color.unpack_bayer(packed), m)
+    with pytest.raises(ValueError):
+        color.unpack_bayer(torch.rand(3, 2, 2))

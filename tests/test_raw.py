@@ -1,0 +1,330 @@
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import rawpy
+import tifffile
+
+from camnet_cli import color
+from camnet_cli.dng import DngMetadata, write_dng
+from camnet_cli.raw import RawError, load_frame, read_metadata
+from tests.conftest import EXAMPLE_DNG, SONY_XYZ_TO_CAM, synthetic_raw, write_synthetic_dng
+
+PHASES = {"RGGB": (0, 0), "GRBG": (0, 1), "GBRG": (1, 0), "BGGR": (1, 1)}
+
+
+def _expected_packed(dn: np.ndarray, black_sites: np.ndarray, white: float, top: int, left: int) -> np.ndarray:
+    """What the loader should produce from a written DN mosaic, computed independently."""
+    h, w = (dn.shape[0] - top) // 2 * 2, (dn.shape[1] - left) // 2 * 2
+    black = np.tile(black_sites, (dn.shape[0] // 2 + 1, dn.shape[1] // 2 + 1))[: dn.shape[0], : dn.shape[1]]
+    norm = (dn.astype(np.float32) - black.astype(np.float32)) / (white - black).astype(np.float32)
+    norm = np.clip(norm[top : top + h, left : left + w], 0, 1)
+    return np.stack([norm[0::2, 0::2], norm[0::2, 1::2], norm[1::2, 0::2], norm[1::2, 1::2]])
+
+
+@pytest.mark.parametrize("cfa", PHASES)
+def test_all_bayer_phases_round_trip_exactly(tmp_path, cfa):
+    raw = synthetic_raw(shot=1e-3, read=2e-3)
+    blacks = (500, 510, 520, 530)  # a different black level at each site of the written file
+    dn = write_synthetic_dng(tmp_path / "f.dng", raw, cfa_offset=PHASES[cfa], black=blacks)
+    frame = load_frame(tmp_path / "f.dng", repair_bad_pixels=False)
+
+    top, left = PHASES[cfa]
+    assert frame.cfa_pattern == cfa
+    assert (frame.crop.top, frame.crop.left) == (top, left)
+    assert frame.visible_size == dn.shape
+    assert frame.crop.top + frame.crop.bottom + 2 * frame.packed.shape[1] == dn.shape[0]
+    assert frame.crop.left + frame.crop.right + 2 * frame.packed.shape[2] == dn.shape[1]
+    assert frame.black_level == blacks
+    assert frame.white_level == 16383
+    expected = _expected_packed(dn, np.array(blacks, dtype=np.float64).reshape(2, 2), 16383.0, top, left)
+    np.testing.assert_array_equal(frame.packed, expected)
+    # Every phase lands on the same RGGB data: the original mosaic from row/column 2*offset.
+    same = _expected_packed(
+        write_synthetic_dng(tmp_path / "ref.dng", raw, black=blacks[0]), np.full((2, 2), 512.0), 16383.0, 0, 0
+    )
+    assert frame.packed.shape[0] == 4 and frame.packed[0].shape == same[0, top:, left:][: frame.packed.shape[1], : frame.packed.shape[2]].shape
+
+
+def test_metadata_levels_and_noise_profile_read_back(tmp_path):
+    raw = synthetic_raw(shot=2e-3, read=3e-3)
+    write_synthetic_dng(
+        tmp_path / "f.dng",
+        raw,
+        metadata=DngMetadata(
+            make="TESTCAM", model="Model 1", iso=1600, exposure_time=1 / 250, f_number=2.8,
+            focal_length=35, date="2024:05:06 07:08:09", orientation=6,
+        ),
+    )
+    frame = load_frame(tmp_path / "f.dng")
+    m = frame.metadata
+    assert (m.make, m.model, m.iso, m.exposure_time, m.f_number, m.focal_length) == (
+        "TESTCAM", "Model 1", 1600, pytest.approx(1 / 250), pytest.approx(2.8), pytest.approx(35),
+    )
+    assert m.date == "2024-05-06T07:08:09"
+    assert frame.orientation == 6
+    h, w = frame.visible_size
+    assert frame.size == (h, w)  # rotated 90 degrees: width and height swap
+    assert frame.noise.source == "dng"
+    assert frame.noise.shot == pytest.approx(2e-3) and frame.noise.read == pytest.approx(3e-3)
+    assert frame.wb == pytest.approx(raw.wb, rel=1e-5)
+    assert frame.wb_source == "camera"
+    cam_to_xyz, _ = color.cam_to_xyz_from_xyz_to_cam(SONY_XYZ_TO_CAM)
+    assert frame.matrix_source == "color_matrix"  # LibRaw's route for DNGs
+    np.testing.assert_allclose(frame.cam_to_xyz, cam_to_xyz, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_colour_round_trip_through_file(tmp_path, seed):
+    """Unprocess -> DNG -> loader -> white balance and matrix gives the scene's XYZ back."""
+    import torch
+
+    from camnet_cli.data.unprocess import unprocess
+
+    rgb = torch.rand(3, generator=torch.Generator().manual_seed(seed)) * 0.8 + 0.1
+    srgb = rgb.view(3, 1, 1).expand(3, 64, 64).contiguous()
+    wb = (1.5 + seed * 0.3, 1.0, 2.1 - seed * 0.2)
+    raw = unprocess(srgb, xyz_to_cam=SONY_XYZ_TO_CAM, wb=wb, shot=0.0, read=2e-4, generator=torch.Generator().manual_seed(seed))
+    write_synthetic_dng(tmp_path / "f.dng", raw, with_noise_profile=False)
+    frame = load_frame(tmp_path / "f.dng", repair_bad_pixels=False)
+    r, g1, g2, b = frame.packed.reshape(4, -1).mean(axis=1)
+    xyz = frame.cam_to_xyz @ np.array([r * frame.wb[0], (g1 + g2) / 2, b * frame.wb[2]])
+    np.testing.assert_allclose(xyz, raw.xyz[:, 0, 0].numpy(), atol=2e-4)  # 14-bit quantisation
+
+
+def test_values_above_white_are_clipped(tmp_path):
+    dn = np.random.default_rng(0).normal(1000, 20, (64, 64)).astype(np.uint16)
+    dn[10:20, 10:20] = 16628  # real files overshoot the white level (the shared ARW does)
+    write_dng(tmp_path / "f.dng", dn, xyz_to_cam=SONY_XYZ_TO_CAM, as_shot_neutral=[0.5, 1, 0.7])
+    frame = load_frame(tmp_path / "f.dng")
+    assert frame.packed.max() == 1.0 and frame.packed.min() >= 0.0
+
+
+def test_hot_and_dead_pixels_are_repaired_and_texture_is_not(tmp_path):
+    raw = synthetic_raw(shot=1e-3, read=2e-3, height=256, width=256)
+    dn = write_synthetic_dng(tmp_path / "clean.dng", raw)
+    clean = load_frame(tmp_path / "clean.dng")
+    assert clean.bad_pixels == 0  # noise alone is never taken for defects
+
+    bad = dn.copy()
+    hot, dead = [(40, 60), (101, 151), (200, 30)], [(70, 200), (151, 91)]
+    for y, x in hot:
+        bad[y, x] = 16000
+    for y, x in dead:
+        bad[y, x] = 0
+    bad[120:122, 120:122] = 16383  # a glint: every colour of one cell saturates, not a defect
+    write_dng(tmp_path / "bad.dng", bad, xyz_to_cam=SONY_XYZ_TO_CAM, as_shot_neutral=[0.5, 1, 0.7])
+    frame = load_frame(tmp_path / "bad.dng")
+    assert frame.bad_pixels == len(hot) + len(dead)
+    for y, x in hot + dead:
+        c = (y % 2) * 2 + (x % 2)
+        assert frame.packed[c, y // 2, x // 2] == pytest.approx(clean.packed[c, y // 2, x // 2], abs=0.03)
+    assert frame.packed[:, 60, 60].min() == 1.0  # the glint is kept
+
+
+def test_missing_white_balance_falls_back_to_matrix_neutral(tmp_path):
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(), with_wb=False)
+    frame = load_frame(tmp_path / "f.dng")
+    assert frame.wb_source in ("daylight", "matrix")
+    assert frame.wb[1] == 1.0 and all(g > 0 for g in frame.wb)
+
+
+def test_missing_colour_matrix_warns_and_assumes_srgb(tmp_path):
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(), with_matrix=False)
+    frame = load_frame(tmp_path / "f.dng")
+    if frame.matrix_source == "none":
+        np.testing.assert_allclose(frame.cam_to_xyz, color.SRGB_TO_XYZ)
+        assert any("colour matrix" in w for w in frame.warnings)
+    else:  # LibRaw may put its own default in color_matrix; it must still be usable
+        assert np.all(np.isfinite(frame.cam_to_xyz))
+
+
+def test_noise_falls_back_to_estimate_then_user(tmp_path):
+    from camnet_cli.noise import NoiseProfile
+
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(shot=2e-3, read=4e-3, height=512, width=768), with_noise_profile=False)
+    est = load_frame(tmp_path / "f.dng")
+    assert est.noise.source == "estimated"
+    assert est.noise.omega == pytest.approx(2e-3 + 1.6e-5, rel=0.25)
+    user = load_frame(tmp_path / "f.dng", noise_override=NoiseProfile(1e-2, 0.0, "user"))
+    assert user.noise.source == "user" and user.noise.shot == 1e-2
+
+
+def test_table_noise_and_iso_override(tmp_path):
+    sony = DngMetadata(make="SONY", model="ILCE-7RM3", iso=3200)
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(), with_noise_profile=False, metadata=sony)
+    frame = load_frame(tmp_path / "f.dng")
+    assert frame.noise.source == "table"
+    assert frame.noise.shot == pytest.approx(9.922 / 15871, rel=1e-3)
+    higher = load_frame(tmp_path / "f.dng", iso_override=12800)
+    assert higher.metadata.iso == 12800
+    assert higher.noise.shot == pytest.approx(4 * frame.noise.shot, rel=0.05)
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def _error(path) -> str:
+    with pytest.raises(RawError) as info:
+        load_frame(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return info.value.reason
+
+
+def _dng_tags():
+    return [(50706, "B", 4, (1, 4, 0, 0), True), (271, "s", 0, "X", True), (272, "s", 0, "Y", True), (50717, "H", 1, 16383, True)]
+
+
+def test_refuses_monochrome_dng(tmp_path):
+    tifffile.imwrite(tmp_path / "m.dng", np.full((64, 64), 900, np.uint16), photometric="minisblack", extratags=_dng_tags())
+    assert "monochrome" in _error(tmp_path / "m.dng")
+
+
+def test_refuses_linear_raw_dng(tmp_path):
+    data = np.full((64, 64, 3), 900, np.uint16)
+    tifffile.imwrite(tmp_path / "l.dng", data, photometric=34892, extratags=_dng_tags())
+    assert "LinearRaw" in _error(tmp_path / "l.dng")
+
+
+def test_refuses_jpeg_xl_dng(tmp_path):
+    write_synthetic_dng(tmp_path / "j.dng", synthetic_raw(height=64, width=64))
+    # Mark the image as JPEG XL-compressed (DNG 1.7, code 52546) in its Compression tag.
+    with tifffile.TiffFile(tmp_path / "j.dng") as tif:
+        offset = tif.pages[0].tags[259].offset
+    data = bytearray((tmp_path / "j.dng").read_bytes())
+    struct.pack_into("<H", data, offset + 8, 52546)
+    (tmp_path / "j.dng").write_bytes(bytes(data))
+    assert "JPEG XL" in _error(tmp_path / "j.dng")
+
+
+def test_refuses_x_trans(tmp_path):
+    xtrans = "GGRGGB" "GGBGGR" "BRGRBG" "GGBGGR" "GGRGGB" "RBGBRG"
+    write_dng(tmp_path / "x.dng", np.full((96, 96), 2000, np.uint16) + np.arange(96, dtype=np.uint16), cfa_pattern=xtrans,
+              xyz_to_cam=SONY_XYZ_TO_CAM)
+    assert "X-Trans" in _error(tmp_path / "x.dng")
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty"),
+        (b"plain text, not a photo\n" * 50, "not a raw file"),
+        (os.urandom(4096), "not a raw file"),
+    ],
+)
+def test_refuses_non_raw_files(tmp_path, content, reason):
+    (tmp_path / "f.NEF").write_bytes(content)
+    assert reason in _error(tmp_path / "f.NEF")
+
+
+def test_refuses_jpeg(tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "photo.jpg", np.zeros((32, 32, 3), np.uint8))
+    assert "not a raw file" in _error(tmp_path / "photo.jpg")
+
+
+def test_refuses_truncated_dng(tmp_path):
+    write_synthetic_dng(tmp_path / "t.dng", synthetic_raw())
+    data = (tmp_path / "t.dng").read_bytes()
+    (tmp_path / "t.dng").write_bytes(data[: len(data) // 2])
+    assert "truncated" in _error(tmp_path / "t.dng")
+
+
+def test_refuses_missing_file_and_directory(tmp_path):
+    assert "no such file" in _error(tmp_path / "nope.ARW")
+    assert "directory" in _error(tmp_path)
+
+
+def test_refuses_blank_data(tmp_path):
+    write_dng(tmp_path / "z.dng", np.zeros((64, 64), np.uint16), xyz_to_cam=SONY_XYZ_TO_CAM)
+    assert "empty" in _error(tmp_path / "z.dng")
+
+
+def test_fully_clipped_rows_are_not_taken_for_truncation(tmp_path):
+    dn = np.random.default_rng(0).normal(3000, 30, (64, 64)).astype(np.uint16)
+    dn[:40] = 16383  # the sun filling the top of the frame
+    write_dng(tmp_path / "sun.dng", dn, xyz_to_cam=SONY_XYZ_TO_CAM, as_shot_neutral=[0.5, 1, 0.7])
+    assert load_frame(tmp_path / "sun.dng").packed[:, :20].min() == 1.0
+
+
+# --- the real files --------------------------------------------------------------------------
+
+
+def test_real_sony_arw(sony_arw):
+    frame = load_frame(sony_arw)
+    m = frame.metadata
+    assert (m.make, m.model, m.iso) == ("SONY", "ILCE-7RM3", 3200)
+    assert m.exposure_time == pytest.approx(1 / 640) and m.f_number == pytest.approx(6.3)
+    assert frame.cfa_pattern == "RGGB"
+    assert frame.black_level == (512, 512, 512, 512) and frame.white_level == 16383
+    assert frame.size == (5184, 3464) and frame.packed.shape == (4, 1732, 2592)
+    assert frame.wb == pytest.approx((2528 / 1024, 1.0, 1564 / 1024))
+    assert frame.matrix_source == "rgb_xyz_matrix"
+    assert frame.noise.source == "table" and frame.noise.omega > 0
+    assert frame.packed.max() == 1.0  # the file overshoots white (16628 > 16383): clipped
+    # Defects are rare; a high-ISO concert shot must not lose its point lights.
+    assert frame.bad_pixels < 1e-4 * frame.packed.size
+
+
+def test_real_sony_arw_noise_estimate_matches_table(sony_arw):
+    """The estimator, run on the real file, agrees with the calibration table for that camera."""
+    from camnet_cli.noise import NoiseProfile
+
+    frame = load_frame(sony_arw, repair_bad_pixels=False)
+    with rawpy.imread(str(sony_arw)) as raw:
+        dn = raw.raw_image_visible.astype(np.float32)
+    planes = np.stack([dn[0::2, 0::2], dn[0::2, 1::2], dn[1::2, 0::2], dn[1::2, 1::2]])
+    from camnet_cli.noise import estimate_noise
+
+    est = estimate_noise((planes - 512) / (16383 - 512))
+    assert isinstance(est, NoiseProfile)
+    assert est.omega == pytest.approx(frame.noise.omega, rel=0.15)
+
+
+def test_arw_crop_as_dng_is_a_real_noise_fixture(sony_arw, tmp_path):
+    """A crop of the ARW's Bayer data written as DNG loads to exactly the same numbers."""
+    with rawpy.imread(str(sony_arw)) as raw:
+        crop = raw.raw_image_visible[1000:1256, 2000:2384].copy()
+    write_dng(tmp_path / "crop.dng", crop, xyz_to_cam=SONY_XYZ_TO_CAM, as_shot_neutral=[1024 / 2528, 1, 1024 / 1564],
+              metadata=DngMetadata(make="SONY", model="ILCE-7RM3", iso=3200))
+    small = load_frame(tmp_path / "crop.dng", repair_bad_pixels=False)
+    full = load_frame(sony_arw, repair_bad_pixels=False)
+    np.testing.assert_array_equal(small.packed, full.packed[:, 500:628, 1000:1192])
+    assert small.noise == full.noise
+
+
+def test_truncated_real_arw(sony_arw, tmp_path):
+    data = sony_arw.read_bytes()
+    (tmp_path / "cut.ARW").write_bytes(data[: int(len(data) * 0.6)])
+    assert "truncated" in _error(tmp_path / "cut.ARW")
+
+
+def test_metadata_only_files_are_refused_one_line_each(metadata_only):
+    for path in metadata_only:
+        reason = _error(path)
+        assert reason  # each says why
+
+
+def test_metadata_only_files_still_have_readable_exif(metadata_only):
+    by_name = {p.name: read_metadata(p) for p in metadata_only}
+    canon = by_name["exiftool_CanonRaw.cr2"]
+    assert canon.model == "Canon EOS 350D DIGITAL" and canon.iso == 400
+    assert by_name["exiv2_iPhone12Pro_IMG_1361.dng"].orientation == 6
+
+
+def test_shipped_example_loads():
+    frame = load_frame(EXAMPLE_DNG)
+    assert frame.metadata.camera == "SONY ILCE-7RM3" and frame.noise.source == "table"
+    assert frame.size == (960, 640)
+
+
+def test_stripped_data_in_a_batch_is_not_mistaken_for_the_previous_file(metadata_only, sony_arw):
+    """LibRaw may hand back its previous buffer for a file without data; decode order must not matter."""
+    load_frame(sony_arw)
+    stripped = [p for p in metadata_only if p.name == "exiftool_DNG.dng"]
+    for path in stripped:
+        assert "missing" in _error(path)
