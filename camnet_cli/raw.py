@@ -9,8 +9,8 @@ orientation, EXIF metadata and the noise level.
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -389,7 +389,7 @@ def load_frame(
     try:
         with _quiet_stderr():
             raw = rawpy.imread(str(path))
-            raw.raw_image_visible  # decodes (LibRaw's unpack)
+            raw.unpack()
     except rawpy.LibRawError as e:
         if raw is not None:
             raw.close()
@@ -451,6 +451,11 @@ def _frame_from_libraw(
         meta = dataclasses.replace(meta, iso=float(iso_override))
 
     noise_profile = noise_override
+    if noise_profile is None and iso_override:
+        # The user asked for another ISO: the calibration at that ISO beats the file's own profile.
+        noise_profile = noise.from_table(meta.make, meta.model, meta.iso)
+        if noise_profile is None:
+            notes.append(f"no noise calibration for {meta.camera} at ISO {iso_override:g}; --iso has no effect")
     if noise_profile is None and dng_noise:
         noise_profile = noise.from_dng_noise_profile(dng_noise)
     if noise_profile is None:
@@ -543,31 +548,44 @@ def _repair_bad_pixels(packed: np.ndarray, profile: NoiseProfile, threshold: flo
 
     A pixel is bad when it exceeds every same-colour neighbour (hot) or falls below
     every one (dead) by more than rawpy.enhance's threshold and more than
-    ``_BAD_PIXEL_SIGMAS`` noise standard deviations at the neighbours' level, and the
-    other three pixels of its 2x2 cell are not outliers too: a sensor defect is one
-    site, while a specular glint or a star lights all colours of the cell.
+    ``_BAD_PIXEL_SIGMAS`` noise standard deviations at the neighbours' level, the other
+    three pixels of its 2x2 cell do not stand out from their own neighbours (a sensor
+    defect is one site; a glint or a star lights every colour of the cell), and no other
+    such outlier lies within ``_BAD_PIXEL_SPACING`` cells.
     """
-    padded = np.pad(packed, ((0, 0), (1, 1), (1, 1)), mode="reflect")
     _, h, w = packed.shape
-    neighbours = [padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
-    hi = np.maximum.reduce(neighbours)
-    lo = np.minimum.reduce(neighbours)
-    hot = (packed - hi > threshold) & (packed - hi > _BAD_PIXEL_SIGMAS * np.sqrt(profile.variance(hi)))
-    dead = (lo - packed > threshold) & (lo - packed > _BAD_PIXEL_SIGMAS * np.sqrt(profile.variance(lo)))
-    # How far each pixel stands above (or below) its neighbours' mean, in noise deviations,
-    # and the most extreme of the *other* three channels of its cell.
-    mean = np.add.reduce(neighbours) / len(neighbours)
-    lift = (packed - mean) / np.sqrt(profile.variance(mean))
-    lift_others = np.stack([np.delete(lift, c, axis=0).max(axis=0) for c in range(4)])
-    drop_others = np.stack([(-np.delete(lift, c, axis=0)).max(axis=0) for c in range(4)])
-    bad = (hot & (lift_others < 3.0)) | (dead & (drop_others < 3.0))
+    padded = np.pad(packed, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    offsets = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
+    hi = padded[:, 0:h, 0:w].copy()
+    lo = hi.copy()
+    for dy, dx in offsets[1:]:
+        view = padded[:, dy : dy + h, dx : dx + w]
+        np.maximum(hi, view, out=hi)
+        np.minimum(lo, view, out=lo)
+    # Cheap first pass with the fixed threshold; the rest only looks at these candidates.
+    cs, ys, xs = np.nonzero((packed - hi > threshold) | (lo - packed > threshold))
+    if len(cs) == 0:
+        return 0
+    value = packed[cs, ys, xs]
+    is_hot = value > hi[cs, ys, xs]
+    level = np.where(is_hot, hi[cs, ys, xs], lo[cs, ys, xs])
+    excess = np.abs(value - level) / np.sqrt(profile.variance(level))
+    # Every channel's neighbourhood at the candidate cells: (8, 4, n).
+    around = np.stack([padded[:, ys + dy, xs + dx] for dy, dx in offsets])
+    cell = packed[:, ys, xs]  # (4, n)
+    mean = around.mean(axis=0)
+    lift = (cell - mean) / np.sqrt(profile.variance(mean))  # how far each colour stands out
+    lift[cs, np.arange(len(cs))] = 0.0  # only the *other* colours count
+    others = np.where(is_hot, lift.max(axis=0), (-lift).max(axis=0))
+    keep = (excess > _BAD_PIXEL_SIGMAS) & (others < 3.0)
+    cs, ys, xs, around = cs[keep], ys[keep], xs[keep], around[:, :, keep]
     # Defects are sparse (about 1e-5 of a sensor); outliers in crowds are texture, such as
     # the single-colour point sources of an LED wall.
-    bad &= _count_nearby(bad.any(axis=0), _BAD_PIXEL_SPACING)[None] == 1
-    cs, ys, xs = np.nonzero(bad)
-    if len(cs):
-        stack = np.stack([n[cs, ys, xs] for n in neighbours])
-        packed[cs, ys, xs] = np.median(stack, axis=0)
+    mask = np.zeros((h, w), dtype=bool)
+    mask[ys, xs] = True
+    alone = _count_nearby(mask, _BAD_PIXEL_SPACING)[ys, xs] == 1
+    cs, ys, xs = cs[alone], ys[alone], xs[alone]
+    packed[cs, ys, xs] = np.median(around[:, cs, np.flatnonzero(alone)], axis=0)
     return len(cs)
 
 

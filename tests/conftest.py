@@ -26,6 +26,9 @@ SONY_XYZ_TO_CAM = np.array(
 )
 
 
+SYNTHETIC_CAMERA = DngMetadata(make="camnet", model="synthetic", iso=800, exposure_time=0.01)
+
+
 @pytest.fixture
 def sony_arw() -> Path:
     if not SONY_ARW.exists():
@@ -91,7 +94,7 @@ def write_synthetic_dng(
     with_matrix: bool = True,
     with_wb: bool = True,
     with_noise_profile: bool = True,
-    metadata: DngMetadata = DngMetadata(make="camnet", model="synthetic", iso=800, exposure_time=0.01),
+    metadata: DngMetadata = SYNTHETIC_CAMERA,
 ) -> np.ndarray:
     """Write a synthetic raw as a DNG; starting the RGGB mosaic at ``cfa_offset`` gives the other phases.
 

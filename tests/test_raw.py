@@ -1,5 +1,4 @@
 import os
-import shutil
 import struct
 
 import numpy as np
@@ -41,11 +40,19 @@ def test_all_bayer_phases_round_trip_exactly(tmp_path, cfa):
     assert frame.white_level == 16383
     expected = _expected_packed(dn, np.array(blacks, dtype=np.float64).reshape(2, 2), 16383.0, top, left)
     np.testing.assert_array_equal(frame.packed, expected)
-    # Every phase lands on the same RGGB data: the original mosaic from row/column 2*offset.
-    same = _expected_packed(
-        write_synthetic_dng(tmp_path / "ref.dng", raw, black=blacks[0]), np.full((2, 2), 512.0), 16383.0, 0, 0
-    )
-    assert frame.packed.shape[0] == 4 and frame.packed[0].shape == same[0, top:, left:][: frame.packed.shape[1], : frame.packed.shape[2]].shape
+
+
+def test_every_phase_packs_the_same_scene(tmp_path):
+    """A file starting at row/column (dy, dx) of an RGGB mosaic is cropped back onto it:
+    its planes are the RGGB file's planes from cell (dy, dx) on."""
+    raw = synthetic_raw()
+    write_synthetic_dng(tmp_path / "rggb.dng", raw)
+    reference = load_frame(tmp_path / "rggb.dng", repair_bad_pixels=False).packed
+    for cfa, (dy, dx) in PHASES.items():
+        write_synthetic_dng(tmp_path / f"{cfa}.dng", raw, cfa_offset=(dy, dx))
+        packed = load_frame(tmp_path / f"{cfa}.dng", repair_bad_pixels=False).packed
+        _, h, w = packed.shape
+        np.testing.assert_array_equal(packed, reference[:, dy : dy + h, dx : dx + w], err_msg=cfa)
 
 
 def test_metadata_levels_and_noise_profile_read_back(tmp_path):
@@ -161,6 +168,17 @@ def test_table_noise_and_iso_override(tmp_path):
     higher = load_frame(tmp_path / "f.dng", iso_override=12800)
     assert higher.metadata.iso == 12800
     assert higher.noise.shot == pytest.approx(4 * frame.noise.shot, rel=0.05)
+
+
+def test_iso_override_beats_the_dng_profile_and_warns_when_it_cannot(tmp_path):
+    sony = DngMetadata(make="SONY", model="ILCE-7RM3", iso=3200)
+    write_synthetic_dng(tmp_path / "sony.dng", synthetic_raw(), metadata=sony)  # with a NoiseProfile
+    assert load_frame(tmp_path / "sony.dng").noise.source == "dng"
+    assert load_frame(tmp_path / "sony.dng", iso_override=6400).noise.source == "table"
+    write_synthetic_dng(tmp_path / "other.dng", synthetic_raw())
+    other = load_frame(tmp_path / "other.dng", iso_override=6400)
+    assert other.noise.source == "dng"
+    assert any("--iso has no effect" in w for w in other.warnings)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -36,11 +36,11 @@ def inspect(
     ] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders.")] = False,
     iso: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(help="Look the noise level up at this ISO instead of the file's.", rich_help_panel="Noise", min=1),
     ] = None,
     noise_level: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--noise",
             help="Use this noise level instead of the file's: OMEGA (variance at full scale), "
