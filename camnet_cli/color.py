@@ -154,3 +154,18 @@ def unpack_bayer(packed: torch.Tensor) -> torch.Tensor:
     lead = packed.shape[:-3]
     flat = packed.reshape(-1, *packed.shape[-3:])
     return F.pixel_shuffle(flat, 2).reshape(*lead, 1, packed.shape[-2] * 2, packed.shape[-1] * 2)
+
+
+def camera_to_xyz(rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Camera RGB -> XYZ with the file's metadata: white-balance gains, then the colour matrix.
+
+    Args:
+        rgb: (*, 3, H, W) linear camera RGB, not white-balanced.
+        wb: (3,) or (*, 3) gains (R, G, B), G = 1.
+        cam_to_xyz: (3, 3) or (*, 3, 3) white-balanced camera RGB -> XYZ (D65).
+
+    Returns:
+        (*, 3, H, W) linear CIE XYZ.
+    """
+    gains = torch.as_tensor(wb, dtype=rgb.dtype, device=rgb.device)
+    return apply_matrix(rgb * gains[..., :, None, None], cam_to_xyz)

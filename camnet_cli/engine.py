@@ -1,0 +1,220 @@
+"""The inference engine that ``develop``, ``bench`` and ``eval`` share.
+
+It puts the networks on a device (cuda, then mps, then cpu, or as asked), in a precision
+(fp32, bf16, fp16), in channels-last layout, optionally compiled, and runs images through
+them whole or in tiles (``tiling``), choosing the tile size from free memory and
+retrying with smaller tiles when the device runs out.
+
+Reduced precision casts the networks themselves rather than using autocast: for
+inference nothing needs fp32, and on a CPU autocast's per-call casts cost more than the
+convolutions (measured: 1.6x slower on the paper Restore-Net).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from camnet_cli import color
+from camnet_cli.model import EnhanceNet, RestoreNet, UNet
+from camnet_cli.tiling import run_tiled
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Peak activation memory of a UNet pass per input pixel, in units of (first-level channels x
+# bytes per element); measured on the CPU for the paper nets (about 1.4 KB per packed pixel in
+# fp32), with a margin.
+_ACTIVATION_FACTOR = 16
+_MEMORY_SHARE = 0.5  # of the free memory a pass may plan to use
+_MIN_AUTO_TILE = 256
+
+
+class EngineError(Exception):
+    """The engine cannot run as asked (device missing, out of memory even in small tiles)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """cuda if there is one, then Apple's mps, then the CPU; or the device asked for.
+
+    Raises:
+        EngineError: the device asked for is not available here.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EngineError(f"--device {name}: use one of {', '.join(DEVICES)}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("--device cuda: no CUDA device here (torch sees none)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise EngineError("--device mps: no Apple GPU here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise EngineError(f"--device {name}: use one of {', '.join(DEVICES)}")
+    return device
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype:
+    """The dtype for ``name``; "auto" is bf16 where the hardware runs it natively, else fp32."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and torch.backends.mkldnn.is_available() and _cpu_has_bf16():
+            return torch.bfloat16
+        return torch.float32
+    if name not in PRECISIONS:
+        raise EngineError(f"--precision {name}: use auto, {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes a pass could use now on ``device``."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "mps":
+        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """How the last image went through a network: the tile side used (0 = whole) and tiles count."""
+
+    tile: int
+    retries: int
+
+
+class Engine:
+    """Restore-Net and (optionally) Enhance-Net on one device, in one precision.
+
+    Args:
+        restore: Restore-Net.
+        enhance: an Enhance-Net style, or None for restoration only.
+        device: "auto", "cpu", "cuda", "cuda:1", "mps".
+        precision: "auto", "fp32", "bf16", "fp16".
+        compile: run the UNets through ``torch.compile``.
+        tile: tile side in packed pixels; None chooses from free memory, 0 never tiles.
+        overlap: tile overlap in packed pixels.
+        batch: tiles per forward pass.
+    """
+
+    def __init__(
+        self,
+        restore: RestoreNet,
+        enhance: EnhanceNet | None = None,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        tile: int | None = None,
+        overlap: int = 64,
+        batch: int = 1,
+    ) -> None:
+        self.device = pick_device(device)
+        self.dtype = pick_precision(precision, self.device)
+        self.tile, self.overlap, self.batch = tile, overlap, max(1, batch)
+        self.restore_net = self._place(restore, compile)
+        self.enhance_net = self._place(enhance, compile) if enhance is not None else None
+        self.last: dict[str, RunStats] = {}
+
+    def _place(self, net: torch.nn.Module, compile: bool) -> torch.nn.Module:
+        # A copy: Module.to() works in place, and the caller's network should stay as it was.
+        net = copy.deepcopy(net).eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        net.unet.out.float()  # see UNet.forward: the 1x1 output conv stays in float32
+        for p in net.parameters():
+            p.requires_grad_(False)
+        if compile:
+            net.unet = torch.compile(net.unet)  # type: ignore[assignment]
+        return net
+
+    @property
+    def precision(self) -> str:
+        return next(k for k, v in PRECISIONS.items() if v == self.dtype)
+
+    def auto_tile(self, unet: UNet, height: int, width: int) -> int:
+        """The largest tile side (packed pixels) whose pass fits in free memory; 0 if the image fits."""
+        per_pixel = _ACTIVATION_FACTOR * unet.config.channels[0] * torch.finfo(self.dtype).bits // 8
+        budget = _MEMORY_SHARE * free_memory(self.device)
+        if height * width * per_pixel <= budget:
+            return 0
+        side = int(math.sqrt(budget / per_pixel / self.batch)) // unet.multiple * unet.multiple
+        # Smaller tiles see less context: 256 keeps tiled within ~50 dB of untiled on the paper
+        # nets; only running out of memory (see _run) goes below.
+        return max(side, _MIN_AUTO_TILE, unet.min_size)
+
+    @torch.inference_mode()
+    def _run(self, name: str, net: RestoreNet | EnhanceNet, x: torch.Tensor) -> torch.Tensor:
+        """UNet pass of a prepared (1, C, h, w) input, tiled as needed, retried smaller on OOM."""
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        unet = net.unet
+        h, w = x.shape[-2:]
+        tile = self.auto_tile(unet, h, w) if self.tile is None else self.tile
+        retries = 0
+        while True:
+            try:
+                if tile == 0:
+                    y = unet(x).float()
+                else:
+                    y = run_tiled(unet, x, tile, self.overlap, self.batch)
+                self.last[name] = RunStats(tile, retries)
+                return y
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not isinstance(e, torch.OutOfMemoryError) and "out of memory" not in str(e) and "can't allocate" not in str(e):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                smaller = (tile or max(h, w)) // 2 // unet.multiple * unet.multiple
+                if smaller < unet.min_size:
+                    raise EngineError(f"out of memory on {self.device} even with {unet.min_size}-pixel tiles") from None
+                log.info("out of memory with tile %s on %s; retrying with %s", tile or "none", self.device, smaller)
+                tile, retries = smaller, retries + 1
+
+    def restore(self, packed: np.ndarray | torch.Tensor, omega: float) -> torch.Tensor:
+        """Packed raw (4, h, w) + noise level -> linear camera RGB (3, 2h, 2w), float32 on the CPU."""
+        planes = torch.as_tensor(packed, dtype=torch.float32)[None]
+        x = RestoreNet.prepare(planes, omega)
+        return RestoreNet.finish(self._run("restore", self.restore_net, x))[0].cpu()
+
+    def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU."""
+        if self.enhance_net is None:
+            raise EngineError("no Enhance-Net loaded")
+        x = self.enhance_net.prepare(xyz[None].to(self.device, torch.float32))  # the curve in float32
+        return EnhanceNet.finish(self._run("enhance", self.enhance_net, x))[0].cpu()
+
+    def develop(
+        self, packed: np.ndarray, omega: float, wb: tuple[float, float, float], cam_to_xyz: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both stages: (XYZ, sRGB), each (3, H, W) float32 on the CPU; sRGB is None without Enhance-Net."""
+        xyz = color.camera_to_xyz(self.restore(packed, omega), torch.tensor(wb), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
+        return xyz, (self.enhance(xyz) if self.enhance_net is not None else None)

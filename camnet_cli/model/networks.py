@@ -1,0 +1,246 @@
+"""CameraNet's two networks: Restore-Net and Enhance-Net (paper §III-C, Fig. 4).
+
+Both are 5-level UNets. Each level: a 3x3 conv + LeakyReLU(0.2), then a block of two
+3x3 convs. Down: 3x3 max-pool, stride 2. Up: 2x2 transposed conv, concatenate the skip,
+a conv, a block. A global transform block turns the mean of the coarsest level's input
+features into a per-channel scale and bias for that level's output (Eq. 4; the authors'
+code applies scale *and* bias). Output: a 1x1 conv to 12 planes and PixelShuffle(2).
+Convolutions pad by reflection, as the authors' ``U_net2``.
+
+Shapes: packed planes are (B, C, H/2, W/2) for an image of H x W pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camnet_cli import color
+from camnet_cli.model.config import EnhanceNetConfig, RestoreNetConfig
+
+_SLOPE = 0.2  # LeakyReLU slope of the authors' lrelu
+
+
+def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, padding_mode="reflect")
+
+
+def _init(module: nn.Module) -> None:
+    """He initialisation for LeakyReLU(0.2), zero biases: the signal keeps its scale through
+    the 20-odd layers (PyTorch's default shrinks it at every layer, and a random network's
+    output would barely depend on its input)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.kaiming_normal_(module.weight, a=_SLOPE, nonlinearity="leaky_relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class Block(nn.Module):
+    """conv -> LeakyReLU -> conv, plus the input when residual, then LeakyReLU (unless last)."""
+
+    def __init__(self, channels: int, dilations: tuple[int, int], residual: bool, activate: bool = True) -> None:
+        super().__init__()
+        self.conv1 = _conv(channels, channels, dilations[0])
+        self.conv2 = _conv(channels, channels, dilations[1])
+        self.residual = residual
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # In-place activations and adds: on a CPU this network is bound by memory traffic.
+        y = self.conv2(F.leaky_relu(self.conv1(x), _SLOPE, inplace=True))
+        if self.residual:
+            y += x
+        return F.leaky_relu(y, _SLOPE, inplace=True) if self.activate else y
+
+
+class Level(nn.Module):
+    """A conv to the level's width + LeakyReLU, then a block."""
+
+    def __init__(self, cin: int, cout: int, dilations: tuple[int, int], residual: bool, activate: bool = True) -> None:
+        super().__init__()
+        self.conv = _conv(cin, cout)
+        self.block = Block(cout, dilations, residual, activate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(F.leaky_relu(self.conv(x), _SLOPE, inplace=True))
+
+
+class UNet(nn.Module):
+    """The UNet both CameraNet stages share; ``out_channels`` planes at the input's resolution.
+
+    Any input size works: the input is padded to a multiple of 2**(levels - 1) (and to the
+    least size the coarsest dilations can reflect) and the output cropped back.
+    """
+
+    def __init__(self, config: RestoreNetConfig | EnhanceNetConfig, out_channels: int = 12) -> None:
+        super().__init__()
+        c, d = config.channels, config.dilations
+        if len(c) != len(d) or len(c) < 2:
+            raise ValueError(f"channels {c} and dilations {d} must be equally long, at least 2 levels")
+        self.config = config
+        ins = (config.in_channels,) + c[:-2]
+        # The authors' contracting blocks dilate both convs; middle and expanding blocks the first only.
+        self.encoders = nn.ModuleList(Level(i, o, (dil, dil), config.residual) for i, o, dil in zip(ins, c[:-1], d[:-1]))
+        self.down = nn.MaxPool2d(3, stride=2, padding=1)
+        self.middle = Level(c[-2], c[-1], (d[-1], 1), config.residual)
+        self.global_fc = (
+            nn.Sequential(nn.Linear(c[-1], 2 * c[-1]), nn.LeakyReLU(_SLOPE), nn.Linear(2 * c[-1], 2 * c[-1]))
+            if config.global_block
+            else None
+        )
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(c[i + 1], c[i], 2, stride=2, bias=False) for i in reversed(range(len(c) - 1)))
+        self.decoders = nn.ModuleList(
+            Level(2 * c[i], c[i], (d[i], 1), config.residual, activate=i > 0) for i in reversed(range(len(c) - 1))
+        )
+        self.out = nn.Conv2d(c[0], out_channels, 1)
+        self.multiple = 2 ** (len(c) - 1)
+        self.apply(_init)
+        # Reflection needs the map at level i to be larger than its dilation.
+        least = max(2**i * (dil + 1) for i, dil in enumerate(d))
+        self.min_size = math.ceil(least / self.multiple) * self.multiple
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph = max(-h % self.multiple, self.min_size - h)
+        pw = max(-w % self.multiple, self.min_size - w)
+        if ph == pw == 0:
+            return x
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+    def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+            x = self.down(x)
+        return skips, x
+
+    def pooled(self, x: torch.Tensor, region: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, int]:
+        """Sum of the coarsest level's input features over a region, and how many positions.
+
+        The global block needs their mean over the *whole image*; a tiled run adds these
+        sums up over the tiles' own regions first.
+
+        Args:
+            x: (B, C, H, W) network input.
+            region: (top, bottom, left, right) in input pixels; default the whole input.
+
+        Returns:
+            ``(sums, count)``: (B, C5) feature sums and the number of coarse positions summed.
+        """
+        h, w = x.shape[-2:]
+        top, bottom, left, right = region or (0, h, 0, w)
+        _, coarse = self._encode(self._pad(x))
+        middle = F.leaky_relu(self.middle.conv(coarse), _SLOPE, inplace=True)
+        m = self.multiple
+        part = middle[..., top // m : math.ceil(bottom / m), left // m : math.ceil(right / m)]
+        return part.sum(dim=(-2, -1)), part.shape[-2] * part.shape[-1]
+
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, out_channels, H, W).
+
+        Args:
+            pooled: (B, C5) mean of the coarsest input features over the whole image, when
+                ``x`` is only a tile of it; by default the mean over ``x`` itself.
+        """
+        h, w = x.shape[-2:]
+        skips, coarse = self._encode(self._pad(x))
+        middle_in = F.leaky_relu(self.middle.conv(coarse), _SLOPE, inplace=True)
+        y = self.middle.block(middle_in)
+        if self.global_fc is not None:
+            if pooled is None:
+                m = self.multiple
+                pooled = middle_in[..., : math.ceil(h / m), : math.ceil(w / m)].mean(dim=(-2, -1))
+            scale, bias = self.global_fc(pooled.to(middle_in.dtype)).chunk(2, dim=-1)
+            y = F.leaky_relu(y * scale[..., None, None] + bias[..., None, None], _SLOPE, inplace=True)
+        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
+            y = decoder(torch.cat([up(y), skip], dim=1))
+        # The output layer may be kept in float32 under a bf16/fp16 network (the engine does):
+        # it is cheap, and the image keeps more than 8 bits of precision.
+        return self.out(y.to(self.out.weight.dtype))[..., :h, :w]
+
+
+class RestoreNet(nn.Module):
+    """Packed raw + noise level -> linear camera RGB at full resolution.
+
+    White balance and the camera -> XYZ matrix are *not* learned: they come from the file's
+    metadata and are applied afterwards (``color.camera_to_xyz``), so one network serves any
+    Bayer camera. The network does what metadata cannot: demosaicing and denoising.
+    """
+
+    def __init__(self, config: RestoreNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.unet = UNet(config)
+
+    @staticmethod
+    def prepare(packed: torch.Tensor, omega: torch.Tensor | float) -> torch.Tensor:
+        """(B, 4, h, w) packed planes and (B,) noise levels -> (B, 5, h, w) UNet input."""
+        if packed.dim() != 4 or packed.shape[1] != 4:
+            raise ValueError(f"expected packed raw shaped (B, 4, h, w), got {tuple(packed.shape)}")
+        omega = torch.as_tensor(omega, dtype=packed.dtype, device=packed.device).reshape(-1, 1, 1, 1)
+        return torch.cat([packed, omega.expand(packed.shape[0], 1, *packed.shape[2:])], dim=1)
+
+    @staticmethod
+    def finish(y: torch.Tensor) -> torch.Tensor:
+        """(B, 12, h, w) -> (B, 3, 2h, 2w)."""
+        return F.pixel_shuffle(y, 2)
+
+    def forward(self, packed: torch.Tensor, omega: torch.Tensor | float, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        return self.finish(self.unet(self.prepare(packed, omega), pooled))
+
+
+class EnhanceNet(nn.Module):
+    """Linear XYZ -> sRGB: tone, contrast and colour style."""
+
+    def __init__(self, config: EnhanceNetConfig) -> None:
+        super().__init__()
+        if config.gamma not in ("srgb", "2.2"):
+            raise ValueError(f"gamma must be 'srgb' or '2.2', got {config.gamma!r}")
+        self.config = config
+        self.unet = UNet(config)
+
+    def prepare(self, xyz: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) XYZ, H and W even -> (B, 12, H/2, W/2): clip, fixed curve, unshuffle."""
+        if xyz.dim() != 4 or xyz.shape[1] != 3 or xyz.shape[-2] % 2 or xyz.shape[-1] % 2:
+            raise ValueError(f"expected XYZ shaped (B, 3, H, W) with even H, W, got {tuple(xyz.shape)}")
+        if self.config.gamma == "srgb":
+            curved = color.linear_to_srgb(xyz)
+        else:  # the authors' code
+            curved = xyz.clamp(1e-4, 1.0) ** (1 / 2.2)
+        return F.pixel_unshuffle(curved, 2)
+
+    @staticmethod
+    def finish(y: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(y, 2)
+
+    def forward(self, xyz: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        return self.finish(self.unet(self.prepare(xyz), pooled))
+
+
+class CameraNet(nn.Module):
+    """Both stages end to end, for training and evaluation.
+
+    Returns the restoration (linear XYZ) and the enhancement (sRGB), as the joint loss
+    of paper Eq. 7 needs both.
+    """
+
+    def __init__(self, restore: RestoreNet, enhance: EnhanceNet) -> None:
+        super().__init__()
+        self.restore = restore
+        self.enhance = enhance
+
+    def forward(
+        self, packed: torch.Tensor, omega: torch.Tensor, wb: torch.Tensor, cam_to_xyz: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        xyz = color.camera_to_xyz(self.restore(packed, omega), wb, cam_to_xyz)
+        return xyz, self.enhance(xyz)
+
+
+def build(config: RestoreNetConfig | EnhanceNetConfig) -> RestoreNet | EnhanceNet:
+    """The network a config describes."""
+    return RestoreNet(config) if isinstance(config, RestoreNetConfig) else EnhanceNet(config)

@@ -1,0 +1,224 @@
+"""Weight files: safetensors with the network's config in the header, and where to find them.
+
+A weight file holds one network (Restore-Net or an Enhance-Net style) and, in its
+safetensors header, everything needed to rebuild it: the config and the facts of its
+training. Loading never unpickles: a pickled PyTorch checkpoint is refused.
+
+Styles are found by name in, first, the user's folder (``$CAMNET_WEIGHTS``, default
+``~/.local/share/camnet/weights`` or the platform's equivalent) and then the ``weights/``
+folder of the camnet source tree; or given as a path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from camnet_cli import __version__
+from camnet_cli.model import EnhanceNet, RestoreNet, build, config_from_dict, config_to_dict
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
+STAGES = ("restore", "enhance")
+_FORMAT = "camnet-weights/1"
+
+
+class WeightsError(Exception):
+    """A weight file or style camnet cannot use; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weight file says about itself.
+
+    Attributes:
+        stage: "restore" or "enhance".
+        style: the style name of an Enhance-Net (empty for Restore-Net).
+        training_data: what it was trained on, for people.
+        noise_range: (lowest, highest) noise level omega seen in training, if known.
+        camnet_version: the camnet that wrote it.
+        extra: any other header fields.
+    """
+
+    stage: str
+    style: str = ""
+    training_data: str = ""
+    noise_range: tuple[float, float] | None = None
+    camnet_version: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def user_dir() -> Path:
+    """The user's own weights folder: ``$CAMNET_WEIGHTS``, else the platform's data folder."""
+    if os.environ.get("CAMNET_WEIGHTS"):
+        return Path(os.environ["CAMNET_WEIGHTS"]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "camnet" / "weights"
+
+
+def save_weights(
+    path: Path | str,
+    net: RestoreNet | EnhanceNet,
+    *,
+    style: str = "",
+    training_data: str = "",
+    noise_range: tuple[float, float] | None = None,
+    dtype: torch.dtype | None = None,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """Write a network to a safetensors file, atomically (temporary file, then rename).
+
+    Args:
+        dtype: store tensors in this type (torch.float16 for shipped weights); default as is.
+    """
+    stage = "restore" if isinstance(net, RestoreNet) else "enhance"
+    header = {
+        "format": _FORMAT,
+        "stage": stage,
+        "config": json.dumps(config_to_dict(net.config)),
+        "style": style,
+        "training_data": training_data,
+        "noise_range": json.dumps(list(noise_range)) if noise_range else "",
+        "camnet_version": __version__,
+        **(extra or {}),
+    }
+    tensors = {k: (v.to(dtype) if dtype is not None else v).detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_info(path: Path | str) -> WeightsInfo:
+    """Read a weight file's header without loading its tensors.
+
+    Raises:
+        WeightsError: not a camnet safetensors file (a pickle, another format, broken).
+    """
+    header = _read_header(Path(path))
+    known = {"format", "stage", "config", "style", "training_data", "noise_range", "camnet_version"}
+    noise_range = json.loads(header["noise_range"]) if header.get("noise_range") else None
+    return WeightsInfo(
+        stage=header["stage"],
+        style=header.get("style", ""),
+        training_data=header.get("training_data", ""),
+        noise_range=tuple(noise_range) if noise_range else None,  # type: ignore[arg-type]
+        camnet_version=header.get("camnet_version", ""),
+        extra={k: v for k, v in header.items() if k not in known},
+    )
+
+
+def load_weights(path: Path | str, stage: str | None = None) -> tuple[RestoreNet | EnhanceNet, WeightsInfo]:
+    """Rebuild a network from its weight file, on the CPU, in float32, in eval mode.
+
+    Args:
+        stage: if given, the file must hold this stage ("restore" or "enhance").
+
+    Raises:
+        WeightsError: the file is not a usable camnet weight file, or holds the other stage.
+    """
+    path = Path(path)
+    info = read_info(path)
+    if stage is not None and info.stage != stage:
+        raise WeightsError(f"{path}: holds {info.stage} weights, but {stage} weights are needed here")
+    header = _read_header(path)
+    try:
+        net = build(config_from_dict(json.loads(header["config"])))
+    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: bad network config in the header ({e})") from None
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise WeightsError(f"{path}: tensors do not match the config ({first})") from None
+    return net.eval(), info
+
+
+def _read_header(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, checked to be camnet's."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(8)
+            if start[:2] == b"PK" or start[:1] == b"\x80":
+                raise WeightsError(
+                    f"{path}: a pickled PyTorch checkpoint; camnet loads only .safetensors weights, "
+                    "because unpickling a file can run any code"
+                )
+            if len(start) < 8:
+                raise WeightsError(f"{path}: not a safetensors file (too short)")
+            (size,) = struct.unpack("<Q", start)
+            if size > 100_000_000:
+                raise WeightsError(f"{path}: not a safetensors file")
+            raw = f.read(size)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise WeightsError(f"{path}: not a safetensors file") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != _FORMAT or meta.get("stage") not in STAGES or "config" not in meta:
+        raise WeightsError(f"{path}: a safetensors file, but not camnet weights (no camnet header)")
+    return meta
+
+
+def search_dirs() -> list[Path]:
+    """Where styles are looked up by name, in order."""
+    return [user_dir(), SHIPPED_DIR]
+
+
+def installed(stage: str) -> dict[str, Path]:
+    """Weight files of a stage found by name: {name: path}; the user's folder wins a tie."""
+    found: dict[str, Path] = {}
+    for folder in reversed(search_dirs()):
+        for path in sorted(folder.glob(f"{stage}-*.safetensors")) if folder.is_dir() else []:
+            found[path.name[len(stage) + 1 : -len(".safetensors")]] = path
+    return dict(sorted(found.items()))
+
+
+def find_weights(name_or_path: str, stage: str) -> Path:
+    """Resolve a style (or restoration weights) given by name or path.
+
+    Raises:
+        WeightsError: nothing by that name; the message lists what is installed and how to train more.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".safetensors" or path.exists() or os.sep in name_or_path:
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such weight file")
+        return path
+    found = installed(stage)
+    if name_or_path in found:
+        return found[name_or_path]
+    have = ", ".join(found) or "none"
+    what = "style" if stage == "enhance" else "restoration weights"
+    train = "camnet train-enhance" if stage == "enhance" else "camnet train-restore"
+    raise WeightsError(
+        f"unknown {what} {name_or_path!r}; installed: {have} "
+        f"(looked in {', '.join(str(d) for d in search_dirs())}); train one with `{train} --output DIR` "
+        f"and pass the file it writes, or copy it into {user_dir()}"
+    )

@@ -1,0 +1,172 @@
+import numpy as np
+import pytest
+import torch
+
+from camnet_cli import engine as engine_module
+from camnet_cli.engine import Engine, EngineError, pick_device, pick_precision
+from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, enhance_config, restore_config
+from camnet_cli.tiling import blend_weights, plan_tiles, psnr
+
+TINY = (8, 16, 16, 16, 16)
+SONY_WB = (2.47, 1.0, 1.53)
+IDENTITY = np.eye(3)
+
+
+def _relative_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR with the reference's range as peak: random networks do not output [0, 1]."""
+    span = float(b.max() - b.min())
+    return psnr(a / span, b / span)
+
+
+@pytest.fixture(scope="module")
+def paper_nets():
+    torch.manual_seed(0)
+    return RestoreNet(restore_config("paper")), EnhanceNet(enhance_config("paper"))
+
+
+@pytest.fixture(scope="module")
+def packed_1024x1536():
+    rng = np.random.default_rng(0)
+    # Smooth structure plus noise, like a raw: a random field would be all texture.
+    y, x = np.mgrid[0:512, 0:768] / 512.0
+    base = 0.25 + 0.15 * np.sin(6 * x + 3 * y) * np.cos(4 * y)
+    return np.stack([base * g for g in (0.5, 1.0, 1.0, 0.7)]).astype(np.float32) + rng.normal(0, 0.01, (4, 512, 768)).astype(np.float32)
+
+
+def test_tiled_equals_untiled_paper_model(paper_nets, packed_1024x1536):
+    """1024x1536 through the random-initialised paper model, whole and in 12 tiles."""
+    restore, enhance = paper_nets
+    whole = Engine(restore, enhance, device="cpu", precision="fp32", tile=0)
+    tiled = Engine(restore, enhance, device="cpu", precision="fp32", tile=256, overlap=64, batch=2)
+    xyz_w, srgb_w = whole.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    xyz_t, srgb_t = tiled.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    assert tiled.last["restore"].tile == 256 and whole.last["restore"].tile == 0
+    assert xyz_t.shape == xyz_w.shape == srgb_t.shape == (3, 1024, 1536)
+    assert _relative_psnr(xyz_t, xyz_w) >= 45
+    assert _relative_psnr(srgb_t, srgb_w) >= 45
+
+    # No seams: the difference is not concentrated on any row or column (tile borders).
+    diff = (srgb_t - srgb_w).abs().mean(dim=0)
+    for profile in (diff.mean(dim=0), diff.mean(dim=1)):
+        assert profile.max() < 3 * profile.median()
+
+
+def test_without_shared_global_vector_tiles_would_jump(paper_nets, packed_1024x1536):
+    """The same tiling with each tile's own global vector is visibly worse: the shared vector matters."""
+    restore, _ = paper_nets
+    x = restore.prepare(torch.from_numpy(packed_1024x1536)[None], 1e-3)
+    with torch.no_grad():
+        whole = restore.unet(x)
+        own = torch.zeros_like(whole)
+        for ty in range(0, 512, 256):
+            for tx in range(0, 768, 256):
+                own[..., ty : ty + 256, tx : tx + 256] = restore.unet(x[..., ty : ty + 256, tx : tx + 256])
+    from camnet_cli.tiling import run_tiled
+
+    shared = run_tiled(restore.unet, x, 256, 64)
+    assert _relative_psnr(shared, whole) > _relative_psnr(own, whole) + 10
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(512, 768, 192, 64), (160, 160, 144, 16), (1024, 64, 256, 32), (64, 64, 256, 32)])
+def test_tile_plan_covers_and_partitions(h, w, tile, overlap):
+    tiles = plan_tiles(h, w, tile, overlap, 16)
+    covered = torch.zeros(h, w, dtype=torch.int32)
+    owned = torch.zeros(h, w, dtype=torch.int32)
+    for t in tiles:
+        assert t.y % 16 == 0 and t.x % 16 == 0 and t.size[0] <= tile and t.size[1] <= tile
+        covered[t.y : t.y + t.size[0], t.x : t.x + t.size[1]] = 1
+        top, bottom, left, right = t.own
+        owned[t.y + top : t.y + bottom, t.x + left : t.x + right] += 1
+        weights = blend_weights(t, (h, w), overlap)
+        assert weights.shape == t.size and (weights > 0).all() and weights.max() == 1.0
+    assert covered.all() and (owned == 1).all()
+
+
+def test_auto_tile_follows_free_memory(monkeypatch):
+    eng = Engine(RestoreNet(restore_config("paper")), device="cpu", precision="fp32")
+    unet = eng.restore_net.unet
+    monkeypatch.setattr(engine_module, "free_memory", lambda device: 64 * 2**30)
+    assert eng.auto_tile(unet, 1512, 2016) == 0  # a 12 MP frame fits in 32 GB
+    monkeypatch.setattr(engine_module, "free_memory", lambda device: 1 * 2**30)
+    tile = eng.auto_tile(unet, 1512, 2016)
+    assert 0 < tile < 1512 and tile % 16 == 0
+    per_pixel = 16 * 32 * 4
+    assert tile * tile * per_pixel <= 0.5 * 2**30
+    monkeypatch.setattr(engine_module, "free_memory", lambda device: 2**20)
+    assert eng.auto_tile(unet, 1512, 2016) == 256  # never planned smaller; OOM retries go below
+
+
+def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
+    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    eng = Engine(restore, device="cpu", precision="fp32", tile=0, overlap=16)
+    unet = eng.restore_net.unet
+    real_forward = type(unet).forward
+
+    def small_only(self, x, pooled=None):
+        if x.shape[-1] * x.shape[-2] > 64 * 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, x, pooled)
+
+    monkeypatch.setattr(type(unet), "forward", small_only)
+    packed = np.random.default_rng(0).random((4, 200, 260)).astype(np.float32)
+    out = eng.restore(packed, 1e-3)
+    assert out.shape == (3, 400, 520)
+    assert eng.last["restore"].retries >= 2 and 0 < eng.last["restore"].tile <= 64
+
+    monkeypatch.setattr(type(unet), "forward", lambda self, x, pooled=None: (_ for _ in ()).throw(torch.OutOfMemoryError("simulated")))
+    with pytest.raises(EngineError, match="out of memory"):
+        eng.restore(packed, 1e-3)
+
+
+def test_bf16_is_close_to_fp32():
+    torch.manual_seed(1)
+    restore, enhance = RestoreNet(restore_config("lite")), EnhanceNet(enhance_config("lite"))
+    packed = np.random.default_rng(1).random((4, 96, 128)).astype(np.float32) * 0.5
+    _, srgb32 = Engine(restore, enhance, device="cpu", precision="fp32", tile=0).develop(packed, 1e-3, SONY_WB, IDENTITY)
+    eng = Engine(restore, enhance, device="cpu", precision="bf16", tile=0)
+    _, srgb16 = eng.develop(packed, 1e-3, SONY_WB, IDENTITY)
+    assert eng.precision == "bf16" and srgb16.dtype == torch.float32
+    assert _relative_psnr(srgb16, srgb32) > 35
+
+
+def test_engine_leaves_the_callers_networks_alone():
+    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    before = {k: v.clone() for k, v in restore.state_dict().items()}
+    Engine(restore, device="cpu", precision="bf16")
+    after = restore.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], before[k]) for k in before)
+
+
+def test_device_and_precision_choices():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineError, match="no CUDA device"):
+            pick_device("cuda")
+    with pytest.raises(EngineError):
+        pick_device("tpu")
+    assert pick_precision("fp16", torch.device("cpu")) == torch.float16
+    assert pick_precision("auto", torch.device("cpu")) in (torch.bfloat16, torch.float32)
+    with pytest.raises(EngineError, match="--precision"):
+        pick_precision("int8", torch.device("cpu"))
+
+
+def test_compiled_engine_matches():
+    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    packed = np.random.default_rng(2).random((4, 32, 48)).astype(np.float32)
+    plain = Engine(restore, device="cpu", precision="fp32", tile=0).restore(packed, 1e-3)
+    compiled = Engine(restore, device="cpu", precision="fp32", tile=0, compile=True).restore(packed, 1e-3)
+    torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_matches_cpu(paper_nets, packed_1024x1536):
+    restore, enhance = paper_nets
+    _, cpu = Engine(restore, enhance, device="cpu", precision="fp32", tile=0).develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    gpu = Engine(restore, enhance, device="cuda", precision="bf16")
+    _, out = gpu.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    assert _relative_psnr(out, cpu) > 35
+    tiled = Engine(restore, enhance, device="cuda", precision="bf16", tile=192, batch=4)
+    _, out_tiled = tiled.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    assert _relative_psnr(out_tiled, out) > 40

@@ -1,0 +1,139 @@
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from camnet_cli.model import (
+    MODEL_SIZES,
+    CameraNet,
+    EnhanceNet,
+    EnhanceNetConfig,
+    RestoreNet,
+    RestoreNetConfig,
+    build,
+    config_from_dict,
+    config_to_dict,
+    enhance_config,
+    restore_config,
+)
+
+TINY = (8, 16, 16, 16, 16)  # widths for fast tests
+
+
+def _params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_paper_parameter_count_is_the_papers():
+    restore, enhance = RestoreNet(restore_config("paper")), EnhanceNet(enhance_config("paper"))
+    # 26.53 M in the paper; exactly this with the global block in both nets and bias-free
+    # transposed convolutions (TF conv2d_transpose has no bias).
+    assert _params(restore) == 13_262_956
+    assert _params(enhance) == 13_264_972
+    assert _params(restore) + _params(enhance) == 26_527_928
+
+
+def test_lite_parameter_count():
+    total = _params(RestoreNet(restore_config("lite"))) + _params(EnhanceNet(enhance_config("lite")))
+    assert total == 6_636_648  # documented in weights/README.md
+
+
+def _gflops_at_12mp(size: str) -> float:
+    restore, enhance = RestoreNet(restore_config(size)), EnhanceNet(enhance_config(size))
+    h, w = 384, 512
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        enhance(restore(torch.rand(1, 4, h // 2, w // 2), 1e-3))
+    return counter.get_total_flops() * (4032 * 3024) / (h * w) / 1e9
+
+
+def test_paper_gflops_at_4032x3024():
+    assert _gflops_at_12mp("paper") == pytest.approx(3282, rel=0.03)  # paper: 3306.69
+
+
+def test_lite_gflops_are_a_quarter():
+    assert _gflops_at_12mp("lite") == pytest.approx(829, rel=0.03)
+
+
+@pytest.mark.parametrize("size", MODEL_SIZES)
+def test_every_preset_runs_without_nans(size):
+    restore, enhance = RestoreNet(restore_config(size)), EnhanceNet(enhance_config(size))
+    with torch.no_grad():
+        rgb = restore(torch.rand(2, 4, 48, 64), torch.tensor([1e-4, 1e-2]))
+        srgb = enhance(rgb.abs())
+    assert rgb.shape == srgb.shape == (2, 3, 96, 128)
+    assert torch.isfinite(rgb).all() and torch.isfinite(srgb).all()
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (16, 16), (5, 7), (1, 1), (145, 33)])
+def test_any_size_is_padded_and_cropped_back(hw):
+    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    enhance = EnhanceNet(EnhanceNetConfig(channels=TINY))
+    with torch.no_grad():
+        rgb = restore(torch.rand(1, 4, *hw), 1e-3)
+        srgb = enhance(rgb.clamp(0, 1))
+    assert rgb.shape == srgb.shape == (1, 3, 2 * hw[0], 2 * hw[1])
+
+
+def test_shape_errors_quote_the_shape():
+    with pytest.raises(ValueError, match=r"\(1, 3, 8, 8\)"):
+        RestoreNet(RestoreNetConfig(channels=TINY))(torch.rand(1, 3, 8, 8), 1e-3)
+    with pytest.raises(ValueError, match=r"\(1, 3, 9, 8\)"):
+        EnhanceNet(EnhanceNetConfig(channels=TINY))(torch.rand(1, 3, 9, 8))
+
+
+def test_noise_level_reaches_the_network():
+    restore = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    x = torch.rand(1, 4, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(restore(x, 1e-4), restore(x, 1e-1))
+
+
+def test_global_vector_is_used_and_replaceable():
+    """A tile given the whole image's pooled features differs from the tile on its own."""
+    net = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    x = net.prepare(torch.rand(1, 4, 64, 64), 1e-3)
+    with torch.no_grad():
+        sums, count = net.unet.pooled(x)
+        own = net.unet(x)
+        assert torch.allclose(net.unet(x, sums / count), own, atol=1e-5)  # the same mean -> the same output
+        assert not torch.allclose(net.unet(x, sums / count + 1.0), own, atol=1e-3)
+
+
+def test_no_global_block_option():
+    net = RestoreNet(RestoreNetConfig(channels=TINY, global_block=False))
+    assert net.unet.global_fc is None
+    assert net(torch.rand(1, 4, 16, 16), 1e-3).shape == (1, 3, 32, 32)
+
+
+def test_training_backward_through_both_stages():
+    """In-place activations must not break autograd; every parameter gets a gradient."""
+    model = CameraNet(RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY)))
+    packed = torch.rand(2, 4, 32, 32)
+    xyz, srgb = model(packed, torch.tensor([1e-3, 1e-2]), torch.tensor([[2.0, 1.0, 1.5]] * 2), torch.eye(3).expand(2, 3, 3))
+    (xyz.abs().mean() + srgb.abs().mean()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_gamma_choice():
+    xyz = torch.full((1, 3, 4, 4), 0.18)
+    srgb_net = EnhanceNet(EnhanceNetConfig(channels=TINY))
+    code_net = EnhanceNet(EnhanceNetConfig(channels=TINY, gamma="2.2"))
+    assert srgb_net.prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.4614, abs=1e-4)  # sRGB curve
+    assert code_net.prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.18 ** (1 / 2.2), abs=1e-4)
+    with pytest.raises(ValueError, match="gamma"):
+        EnhanceNet(EnhanceNetConfig(gamma="log"))
+
+
+@pytest.mark.parametrize("config", [restore_config("lite"), enhance_config("paper"), RestoreNetConfig(channels=TINY, global_block=False)])
+def test_config_round_trip(config):
+    data = config_to_dict(config)
+    assert config_from_dict(data) == config
+    assert type(build(config_from_dict(data))) is (RestoreNet if isinstance(config, RestoreNetConfig) else EnhanceNet)
+
+
+def test_config_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown network"):
+        config_from_dict({"net": "denoise"})
+    with pytest.raises(ValueError, match="unknown config fields"):
+        config_from_dict({**config_to_dict(restore_config()), "dropout": 0.1})

@@ -1,0 +1,111 @@
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from camnet_cli import weights
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
+from camnet_cli.weights import WeightsError, find_weights, installed, load_weights, read_info, save_weights
+
+TINY = (8, 16, 16, 16, 16)
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "user-weights"
+    folder.mkdir()
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(folder))
+    return folder
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    for net in (RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY))):
+        save_weights(tmp_path / "w.safetensors", net, style="natural", training_data="tests", noise_range=(1e-4, 1e-2))
+        loaded, info = load_weights(tmp_path / "w.safetensors")
+        assert loaded.config == net.config and type(loaded) is type(net)
+        for (k, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items()):
+            assert torch.equal(a, b), k
+        assert info.style == "natural" and info.training_data == "tests" and info.noise_range == (1e-4, 1e-2)
+        assert info.stage == ("restore" if isinstance(net, RestoreNet) else "enhance")
+        assert info.camnet_version
+
+
+def test_fp16_storage_loads_as_float32(tmp_path):
+    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    save_weights(tmp_path / "w.safetensors", net, dtype=torch.float16)
+    loaded, _ = load_weights(tmp_path / "w.safetensors")
+    w = net.unet.out.weight
+    assert loaded.unet.out.weight.dtype == torch.float32
+    assert torch.equal(loaded.unet.out.weight, w.half().float())
+    assert (tmp_path / "w.safetensors").stat().st_size < 0.6 * sum(p.numel() * 4 for p in net.parameters())
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    save_weights(tmp_path / "w.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickled")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    load_weights(tmp_path / "w.safetensors")
+
+
+def test_pickles_are_refused(tmp_path):
+    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    for name in ("model.pt", "plain.pkl"):
+        with pytest.raises(WeightsError, match="pickle"):
+            load_weights(tmp_path / name)
+
+
+def test_other_files_are_refused(tmp_path):
+    save_file({"x": torch.zeros(2)}, tmp_path / "foreign.safetensors")
+    with pytest.raises(WeightsError, match="not camnet weights"):
+        read_info(tmp_path / "foreign.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        read_info(tmp_path / "junk.safetensors")
+    (tmp_path / "short.safetensors").write_bytes(b"\x01\x02")
+    with pytest.raises(WeightsError, match="too short"):
+        read_info(tmp_path / "short.safetensors")
+
+
+def test_wrong_stage_is_refused(tmp_path):
+    save_weights(tmp_path / "r.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+    with pytest.raises(WeightsError, match="holds restore weights"):
+        load_weights(tmp_path / "r.safetensors", stage="enhance")
+
+
+def test_save_is_atomic(tmp_path):
+    save_weights(tmp_path / "sub" / "w.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["w.safetensors"]
+
+
+def test_styles_by_name_path_and_user_folder(tmp_path, user_dir, monkeypatch):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(weights, "SHIPPED_DIR", shipped)
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY))
+    save_weights(shipped / "enhance-natural.safetensors", net, style="natural")
+    save_weights(shipped / "enhance-vivid.safetensors", net, style="vivid")
+    save_weights(user_dir / "enhance-vivid.safetensors", net, style="my vivid")
+    assert set(installed("enhance")) == {"natural", "vivid"}
+    assert find_weights("natural", "enhance") == shipped / "enhance-natural.safetensors"
+    assert find_weights("vivid", "enhance") == user_dir / "enhance-vivid.safetensors"  # the user's wins
+    assert find_weights(str(shipped / "enhance-vivid.safetensors"), "enhance") == shipped / "enhance-vivid.safetensors"
+
+
+def test_unknown_style_lists_installed_and_how_to_train(tmp_path, user_dir, monkeypatch):
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)
+    save_weights(user_dir / "enhance-natural.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY)))
+    with pytest.raises(WeightsError) as info:
+        find_weights("expertC", "enhance")
+    message = str(info.value)
+    assert "'expertC'" in message and "natural" in message and "camnet train-enhance" in message
+    assert "\n" not in message
+    with pytest.raises(WeightsError, match="no such weight file"):
+        find_weights(str(tmp_path / "missing.safetensors"), "enhance")
