@@ -2,4 +2,5 @@
 
 from camnet_cli.cli import app
 
-app(prog_name="camnet")
+if __name__ == "__main__":  # decoding children must not run the app again
+    app(prog_name="camnet")

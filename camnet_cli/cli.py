@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from camnet_cli import __version__
-from camnet_cli.commands import inspect
+from camnet_cli.commands import bench, develop, inspect
 
 app = typer.Typer(
     name="camnet",
@@ -16,6 +16,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command()(develop.develop)
+app.command()(bench.bench)
 app.command()(inspect.inspect)
 
 

@@ -399,8 +399,28 @@ def load_frame(
         return _frame_from_libraw(path, raw, exif, dng_noise, noise_override, iso_override, repair_bad_pixels)
 
 
+# How raw formats begin (their magic bytes), to tell a broken raw from something else.
+_RAW_SIGNATURES = (
+    (0, b"II*\x00"), (0, b"MM\x00*"),  # TIFF-based: DNG, NEF, CR2, ARW, PEF, ...
+    (0, b"IIRO"), (0, b"IIRS"), (0, b"IIU\x00"),  # Olympus ORF, Panasonic RW2
+    (0, b"FUJIFILM"), (0, b"FOVb"), (0, b"\x00MRM"),  # Fujifilm RAF, Sigma X3F, Minolta MRW
+    (0, b"II\x1a\x00\x00\x00HEAPCCDR"), (4, b"ftypcrx "),  # Canon CRW, CR3
+)
+
+
+def _looks_like_raw(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return any(head[at : at + len(magic)] == magic for at, magic in _RAW_SIGNATURES)
+
+
 def _libraw_error(path: Path, error: Exception, exif: Metadata) -> RawError:
     """Turn LibRaw's exception into a sentence."""
+    if not _looks_like_raw(path) and not (exif.make or exif.model):
+        return RawError(path, "not a raw file LibRaw can read")
     if isinstance(error, rawpy.LibRawFileUnsupportedError):
         what = f" (the header says {exif.camera})" if exif.make or exif.model else ""
         return RawError(path, f"not a raw file LibRaw can read{what}")

@@ -117,3 +117,25 @@ def write_synthetic_dng(
         metadata=metadata,
     )
     return dn
+
+
+TINY_WIDTHS = (8, 16, 16, 16, 16)
+
+
+@pytest.fixture
+def tiny_weights(tmp_path_factory, monkeypatch) -> Path:
+    """Random tiny networks installed as the default style and restoration weights."""
+    from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
+    from camnet_cli.weights import save_weights
+
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    save_weights(folder / "restore-default.safetensors", RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
+    save_weights(
+        folder / "enhance-natural.safetensors",
+        EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)),
+        style="natural",
+        extra={"restore": "default"},
+    )
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(folder))
+    return folder

@@ -1,0 +1,166 @@
+"""``camnet develop``: raw files in, finished photos out."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from camnet_cli import noise
+from camnet_cli.batch import Job, Outcome, Settings, plan_jobs, run_batch, stop_on_interrupt
+from camnet_cli.commands import EXIT_FAILED, EXIT_OK, error, stderr, stdout, usage_error, warning
+from camnet_cli.engine import Engine, EngineError
+from camnet_cli.export import FORMATS
+from camnet_cli.inputs import expand_inputs
+from camnet_cli.pipeline import parse_wb
+from camnet_cli.weights import WeightsError, find_weights, load_weights, read_info
+
+DEFAULT_STYLE = "natural"
+EXIT_INTERRUPTED = 130
+
+OUTPUT, DEVELOP, ENGINE, BATCH = "Output", "Development", "Engine", "Batch"
+
+
+def develop(
+    files: Annotated[list[str], typer.Argument(help="Raw files, folders or glob patterns (quoted patterns are expanded too).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the developed files; created if missing.", rich_help_panel=OUTPUT)] = Path("."),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jpeg, png or tiff.", rich_help_panel=OUTPUT)] = "jpeg",
+    quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100, rich_help_panel=OUTPUT)] = 92,
+    bits: Annotated[int, typer.Option(help="Bits per channel for png and tiff: 8 or 16.", rich_help_panel=OUTPUT)] = 8,
+    save_linear: Annotated[
+        bool,
+        typer.Option("--save-linear", help="Also write the restoration stage as <name>.linear.tif: 16-bit linear sRGB primaries (D65).", rich_help_panel=OUTPUT),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (they are skipped otherwise).", rich_help_panel=OUTPUT)] = False,
+    style: Annotated[str, typer.Option("--style", "-s", help="Style name or .safetensors path (Enhance-Net).", rich_help_panel=DEVELOP)] = DEFAULT_STYLE,
+    restore: Annotated[
+        str | None, typer.Option(help="Restoration weights, name or path; default: the ones the style was trained with.", rich_help_panel=DEVELOP)
+    ] = None,
+    wb: Annotated[str, typer.Option("--wb", help="White balance: camera (as shot), auto (grey world) or R,G,B gains.", rich_help_panel=DEVELOP)] = "camera",
+    iso: Annotated[float | None, typer.Option(help="Take the noise level of this ISO instead of the file's.", min=1, rich_help_panel=DEVELOP)] = None,
+    noise_level: Annotated[
+        str | None, typer.Option("--noise", help="Noise level: OMEGA, or SHOT,READ, in normalised raw units.", rich_help_panel=DEVELOP)
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders.", rich_help_panel=BATCH)] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Decoding and encoding workers (files in flight).", min=1, rich_help_panel=BATCH)] = max(
+        1, min(4, os.cpu_count() or 1)
+    ),
+    decode_timeout: Annotated[float, typer.Option(help="Seconds before a stuck raw decoder is killed.", min=1, rich_help_panel=BATCH)] = 300,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.", rich_help_panel=BATCH)] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON line per file on stdout: input, output, seconds, status, error.", rich_help_panel=BATCH)
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=ENGINE)] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ENGINE)] = "auto",
+    tile: Annotated[
+        int | None, typer.Option(help="Tile side in packed pixels (half the image's); 0 never tiles; default from free memory.", min=0, rich_help_panel=ENGINE)
+    ] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="Compile the networks (torch.compile): slow start, faster batches.", rich_help_panel=ENGINE)] = False,
+) -> None:
+    """Develop raw files into finished photos with a CameraNet style.
+
+    Each input becomes <name>.jpg (or .png, .tif) in the output folder, with the raw's
+    EXIF, an sRGB ICC profile and upright pixels. Bad files get one line each and the
+    batch goes on. Exit code 0 when every file was developed or skipped, 1 when any
+    failed, 2 for usage errors, 130 when interrupted.
+    """
+    if fmt not in FORMATS:
+        raise usage_error(f"--format {fmt}: use one of {', '.join(FORMATS)}")
+    if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
+        raise usage_error(f"--bits {bits}: use 8, or 16 with png or tiff")
+    try:
+        wb_choice = parse_wb(wb)
+        override = noise.parse_noise(noise_level) if noise_level is not None else None
+    except ValueError as e:
+        raise usage_error(str(e)) from None
+
+    paths, notes = expand_inputs(files, recursive=recursive)
+    for note in notes:
+        warning(note)
+    if not paths:
+        raise usage_error("no input files")
+    _check_writable(output)
+
+    try:
+        style_path = find_weights(style, "enhance")
+        restore_path = find_weights(restore or read_info(style_path).extra.get("restore", "default"), "restore")
+        restore_net, _ = load_weights(restore_path, "restore")
+        enhance_net, _ = load_weights(style_path, "enhance")
+        engine = Engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile)
+    except (WeightsError, EngineError) as e:
+        raise usage_error(str(e)) from None
+
+    job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
+    settings = Settings(fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, overwrite=overwrite, jobs=jobs, decode_timeout=decode_timeout)
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    started = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]developing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[current]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=stderr,
+        disable=quiet or json_output,
+        transient=True,
+    )
+    task = progress.add_task("develop", total=len(job_list), current="", rate="")
+
+    def on_start(job: Job) -> None:
+        progress.update(task, current=job.path.name)
+
+    def report(outcome: Outcome) -> None:
+        counts[outcome.status] += 1
+        done = counts["ok"] + counts["failed"]
+        elapsed = time.perf_counter() - started
+        progress.update(task, advance=1, rate=f"{done / elapsed:.2f} img/s" if done and elapsed > 0 else "")
+        if outcome.status == "failed":
+            error(outcome.error)
+        elif outcome.status == "skipped" and not quiet and not json_output:
+            progress.console.print(f"skipped: {outcome.error}", highlight=False, soft_wrap=True)
+        if json_output:
+            stdout.out(
+                json.dumps(
+                    {
+                        "input": str(outcome.job.path),
+                        "output": str(outcome.job.output) if outcome.status != "failed" else None,
+                        "seconds": round(outcome.seconds, 3),
+                        "status": outcome.status,
+                        "error": outcome.error if outcome.status == "failed" else None,
+                    }
+                ),
+                highlight=False,
+            )
+
+    with stop_on_interrupt() as stop, progress:
+        outcomes = run_batch(job_list, engine, settings, report, stop=stop, on_start=on_start)
+    elapsed = time.perf_counter() - started
+    if len(outcomes) < len(job_list):
+        stderr.print(f"interrupted: {counts['ok']} of {len(job_list)} files developed", soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not quiet and not json_output:
+        rate = f", {counts['ok'] / elapsed:.2f} images/s" if counts["ok"] else ""
+        stderr.print(
+            f"developed {counts['ok']}, skipped {counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s{rate}"
+            f" ({engine.device.type}, {engine.precision})",
+            soft_wrap=True,
+            highlight=False,
+        )
+    raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_OK)
+
+
+def _check_writable(folder: Path) -> None:
+    """Create the output folder and prove we can write there, or stop with a usage error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".camnet-write-test-"):
+            pass
+    except OSError as e:
+        raise usage_error(f"{folder}: output folder is not writable ({e.strerror or e})") from None

@@ -1,0 +1,262 @@
+"""Writing developed images: JPEG, PNG or TIFF, 8 or 16 bits, with EXIF and an ICC profile.
+
+Every file is written to a temporary name in the target folder and renamed into place,
+so an interrupted run never leaves a half-written file under the final name. Pixels
+arrive upright (orientation already applied) and the EXIF orientation is 1.
+
+JPEG goes through Pillow (EXIF and ICC built in). Pillow cannot write 16-bit RGB PNG, so
+PNG has a small writer here (zlib, the Up filter, iCCP and eXIf chunks). TIFF goes
+through tifffile, with the ICC profile in tag 34675 and the shot's tags in IFD0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from camnet_cli import __version__
+from camnet_cli.raw import Metadata
+
+FORMATS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
+SOFTWARE = f"camnet {__version__}"
+
+# sRGB primaries adapted to the ICC's D50 connection space (Bradford), columns R, G, B,
+# as tabulated by B. Lindbloom (brucelindbloom.com, "RGB/XYZ Matrices").
+_SRGB_D50 = np.array(
+    [
+        [0.4360747, 0.3850649, 0.1430804],
+        [0.2225045, 0.7168786, 0.0606169],
+        [0.0139322, 0.0971045, 0.7141733],
+    ]
+)
+_D50 = (0.9642, 1.0, 0.8249)  # ICC profile connection space illuminant (ICC.1:2001-04)
+_D65 = (0.9505, 1.0, 1.0891)  # media white of the sRGB profile, as in the IEC 61966-2.1 v2 profile
+
+
+# --- ICC profiles ----------------------------------------------------------------------------
+
+
+@functools.cache
+def icc_profile(linear: bool = False) -> bytes:
+    """An ICC v2 display profile for sRGB primaries: the sRGB curve, or linear (gamma 1).
+
+    A matrix/TRC profile (ICC.1:2001-04): header, description, copyright, white point,
+    three colorants and three tone curves (the sRGB curve as a 1024-entry table).
+    """
+    name = "camnet linear sRGB (D65, gamma 1.0)" if linear else "camnet sRGB (IEC 61966-2.1)"
+    if linear:
+        curve = _tag(b"curv", struct.pack(">I", 0))  # zero entries: identity
+    else:
+        x = np.linspace(0.0, 1.0, 1024)
+        lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+        curve = _tag(b"curv", struct.pack(">I", 1024) + np.round(lin * 65535).astype(">u2").tobytes())
+    tags = [
+        (b"desc", _desc(name)),
+        (b"cprt", _tag(b"text", b"No copyright, use freely\x00")),
+        (b"wtpt", _xyz(_D65)),
+        (b"rXYZ", _xyz(_SRGB_D50[:, 0])),
+        (b"gXYZ", _xyz(_SRGB_D50[:, 1])),
+        (b"bXYZ", _xyz(_SRGB_D50[:, 2])),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    table_size = 4 + 12 * len(tags)
+    offset = 128 + table_size
+    table, data, seen = [], b"", {}
+    for sig, body in tags:
+        if body not in seen:  # the three curves share one copy
+            seen[body] = offset + len(data)
+            data += body + b"\x00" * (-len(body) % 4)
+        table.append(struct.pack(">4sII", sig, seen[body], len(body)))
+    size = offset + len(data)
+    header = struct.pack(
+        ">I4sI4s4s4s6H4sI4sII8sI12s4s16s28s",  # ICC.1 header: 128 bytes
+        size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ", 2024, 1, 1, 0, 0, 0,
+        b"acsp", 0, b"\x00" * 4, 0, 0, b"\x00" * 8, 0, _s15(_D50), b"\x00" * 4, b"\x00" * 16, b"\x00" * 28,
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + data
+
+
+def _s15(values) -> bytes:
+    return b"".join(struct.pack(">i", round(float(v) * 65536)) for v in values)
+
+
+def _tag(kind: bytes, body: bytes) -> bytes:
+    return kind + b"\x00" * 4 + body
+
+
+def _xyz(values) -> bytes:
+    return _tag(b"XYZ ", _s15(values))
+
+
+def _desc(text: str) -> bytes:
+    ascii_ = text.encode("ascii") + b"\x00"
+    return _tag(b"desc", struct.pack(">I", len(ascii_)) + ascii_ + struct.pack(">II", 0, 0) + b"\x00" * 3 + b"\x00" * 67)
+
+
+# --- EXIF ------------------------------------------------------------------------------------
+
+
+def exif_bytes(meta: Metadata, size: tuple[int, int]) -> bytes:
+    """EXIF (with the ``Exif\\0\\0`` prefix) for a developed image of ``size`` = (width, height)."""
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    def rational(x: float) -> IFDRational:
+        f = Fraction(x).limit_denominator(100_000)
+        return IFDRational(f.numerator, f.denominator)
+
+    exif = Image.Exif()
+    if meta.make:
+        exif[0x010F] = meta.make
+    if meta.model:
+        exif[0x0110] = meta.model
+    exif[0x0112] = 1  # Orientation: the pixels are upright
+    exif[0x0131] = SOFTWARE
+    exif[0x0132] = dt.datetime.now().strftime("%Y:%m:%d %H:%M:%S")  # DateTime: when developed
+    sub = exif.get_ifd(0x8769)
+    if meta.exposure_time:
+        sub[0x829A] = rational(meta.exposure_time)
+    if meta.f_number:
+        sub[0x829D] = rational(meta.f_number)
+    if meta.iso:
+        sub[0x8827] = int(round(meta.iso))
+    if meta.date:
+        shot = _exif_date(meta.date)
+        sub[0x9003] = shot  # DateTimeOriginal
+        sub[0x9004] = shot  # DateTimeDigitized
+    if meta.focal_length:
+        sub[0x920A] = rational(meta.focal_length)
+    if meta.lens:
+        sub[0xA434] = meta.lens
+    sub[0xA001] = 1  # ColorSpace: sRGB
+    sub[0xA002], sub[0xA003] = size
+    return exif.tobytes()
+
+
+def _exif_date(iso: str) -> str:
+    return iso.replace("-", ":").replace("T", " ")[:19]
+
+
+# --- writers ---------------------------------------------------------------------------------
+
+
+def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] -> uint8 or uint16, rounded."""
+    top = 255 if bits == 8 else 65535
+    return np.rint(np.clip(rgb, 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def write_image(
+    path: Path, rgb: np.ndarray, meta: Metadata, *, fmt: str = "jpeg", quality: int = 92, bits: int = 8, linear: bool = False
+) -> None:
+    """Write an upright (H, W, 3) float image in [0, 1] with EXIF and ICC, atomically.
+
+    Args:
+        fmt: "jpeg", "png" or "tiff".
+        quality: JPEG quality, 1-100.
+        bits: 8 or 16 (PNG and TIFF).
+        linear: the pixels are linear sRGB primaries (for ``--save-linear``); the ICC says so.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
+        raise ValueError(f"{fmt} cannot hold {bits} bits")
+    pixels = to_integers(rgb, bits)
+    exif = exif_bytes(meta, (pixels.shape[1], pixels.shape[0]))
+    icc = icc_profile(linear)
+    writer: Callable[[str], None]
+    if fmt == "jpeg":
+        writer = lambda tmp: _write_jpeg(tmp, pixels, exif, icc, quality)  # noqa: E731
+    elif fmt == "png":
+        writer = lambda tmp: _write_png(tmp, pixels, exif, icc)  # noqa: E731
+    else:
+        writer = lambda tmp: _write_tiff(tmp, pixels, meta, icc)  # noqa: E731
+    atomic_write(path, writer)
+
+
+def temp_name(path: Path) -> str:
+    """The pattern of the temporary files ``atomic_write`` leaves if killed (for clean-up)."""
+    return f".{path.name}.*.tmp"
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)``, then rename the temporary over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_jpeg(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes, quality: int) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels, "RGB").save(tmp, "JPEG", quality=quality, exif=exif, icc_profile=icc, subsampling=0 if quality >= 90 else 2)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _write_png(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes) -> None:
+    """PNG (ISO/IEC 15948, with the eXIf chunk of PNG 1.5 extensions): 8 or 16-bit RGB."""
+    h, w, _ = pixels.shape
+    depth = pixels.dtype.itemsize * 8
+    rows = pixels.astype(pixels.dtype.newbyteorder(">")).view(np.uint8).reshape(h, -1)
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    filtered[0, 0], filtered[1:, 0] = 0, 2  # first row unfiltered, then Up
+    filtered[0, 1:] = rows[0]
+    filtered[1:, 1:] = rows[1:] - rows[:-1]  # wraps modulo 256, as the Up filter is defined
+    with open(tmp, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, 2, 0, 0, 0)))
+        f.write(_png_chunk(b"iCCP", b"camnet\x00\x00" + zlib.compress(icc)))
+        f.write(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+        f.write(_png_chunk(b"tEXt", b"Software\x00" + SOFTWARE.encode()))
+        f.write(_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)))
+        f.write(_png_chunk(b"IEND", b""))
+
+
+def _write_tiff(tmp: str, pixels: np.ndarray, meta: Metadata, icc: bytes) -> None:
+    import tifffile
+
+    def rational(x: float) -> tuple[int, int]:
+        f = Fraction(x).limit_denominator(100_000)
+        return (f.numerator, f.denominator)
+
+    tags = [(34675, "B", len(icc), icc, True), (274, "H", 1, 1, True)]  # InterColorProfile, Orientation
+    if meta.make:
+        tags.append((271, "s", 0, meta.make, True))
+    if meta.model:
+        tags.append((272, "s", 0, meta.model, True))
+    if meta.exposure_time:
+        tags.append((33434, 5, 1, rational(meta.exposure_time), True))
+    if meta.f_number:
+        tags.append((33437, 5, 1, rational(meta.f_number), True))
+    if meta.iso:
+        tags.append((34855, "H", 1, int(round(meta.iso)), True))
+    if meta.date:
+        tags.append((36867, "s", 0, _exif_date(meta.date), True))
+    if meta.focal_length:
+        tags.append((37386, 5, 1, rational(meta.focal_length), True))
+    tifffile.imwrite(
+        tmp, pixels, photometric="rgb", compression="zlib", predictor=True, software=SOFTWARE, metadata=None, extratags=tags
+    )

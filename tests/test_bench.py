@@ -1,0 +1,59 @@
+import json
+
+from typer.testing import CliRunner
+
+from camnet_cli.cli import app
+from tests.conftest import EXAMPLE_DNG
+
+runner = CliRunner()
+KEYS = ["params", "gflops", "ms_median", "ms_min", "ms_max", "mpix_per_s", "peak_mem_mb", "device", "precision", "resolution"]
+
+
+def _bench(*args):
+    return runner.invoke(app, ["bench", *map(str, args)])
+
+
+def test_json_has_the_documented_keys():
+    result = _bench("--resolution", "256x192", "--model", "lite", "--device", "cpu", "--iters", "2", "--warmup", "0", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert list(record) == KEYS
+    assert record["params"] == 6_636_648 and record["resolution"] == "256x192"
+    assert record["ms_min"] <= record["ms_median"] <= record["ms_max"] and record["mpix_per_s"] > 0
+    # In proportion to the 12 MP count, plus Enhance-Net's padding of small frames to 144 packed pixels.
+    proportional = 829 * 256 * 192 / (4032 * 3024)
+    assert proportional <= record["gflops"] <= 1.5 * proportional
+    assert record["peak_mem_mb"] > 0 and record["precision"] in ("fp32", "bf16")
+
+
+def test_table_output_and_tiling():
+    result = _bench("--resolution", "640x480", "--model", "lite", "--device", "cpu", "--iters", "1", "--warmup", "0", "--tile", "160", "--precision", "fp32")
+    assert result.exit_code == 0, result.output
+    for text in ("parameters", "6,636,648", "latency", "peak memory", "restore 160 px", "fp32", "torch"):
+        assert text in result.stdout
+
+
+def test_end_to_end_with_baseline(tiny_weights, tmp_path):
+    (tmp_path / "bad.ARW").write_bytes(b"not a raw")
+    result = _bench("--e2e", EXAMPLE_DNG, tmp_path / "bad.ARW", "--baseline", "libraw", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    good, bad = record["files"]
+    assert good["status"] == "ok" and all(good[s] > 0 for s in ("decode", "restore", "enhance", "encode"))
+    assert bad["status"] == "failed"
+    assert record["files_per_s"] > 0 and record["libraw_files_per_s"] > 0
+    assert record["weights"] == "style natural"
+
+
+def test_end_to_end_without_weights_times_random_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr("camnet_cli.weights.SHIPPED_DIR", tmp_path)
+    result = _bench("--e2e", EXAMPLE_DNG, "--model", "lite", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "random lite weights" in result.stdout and "files/s" in result.stdout
+
+
+def test_usage_errors():
+    for args in (["--resolution", "big"], ["--model", "huge"], ["--e2e"], ["--baseline", "dcraw"]):
+        result = _bench(*args)
+        assert result.exit_code == 2, args

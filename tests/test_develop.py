@@ -1,0 +1,261 @@
+"""``camnet develop`` as users run it: CliRunner in-process, and real processes for signals."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import exifread
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from camnet_cli.cli import app
+from camnet_cli.dng import DngMetadata
+from camnet_cli.tiling import psnr
+from tests.conftest import METADATA_ONLY, REPO, synthetic_raw, write_synthetic_dng
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, ["develop", *map(str, args)])
+
+
+@pytest.fixture
+def dng(tmp_path):
+    path = tmp_path / "in" / "shot.dng"
+    path.parent.mkdir()
+    write_synthetic_dng(
+        path, synthetic_raw(height=96, width=128),
+        metadata=DngMetadata(make="TESTCAM", model="T1", iso=1600, exposure_time=1 / 250, f_number=2.8, orientation=6),
+    )
+    return path
+
+
+def _exif(path):
+    with open(path, "rb") as f:
+        return {k: str(v) for k, v in exifread.process_file(f, details=False).items()}
+
+
+def test_help():
+    for command in ("develop", "bench"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "--device" in result.output
+
+
+def test_develops_an_upright_jpeg_with_exif_and_icc(tiny_weights, dng, tmp_path):
+    result = _run(dng, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "shot.jpg"
+    img = Image.open(out)
+    assert img.size == (96, 128)  # orientation 6: the 128x96 frame stands up
+    tags = _exif(out)
+    assert (tags["Image Make"], tags["Image Model"], tags["EXIF ISOSpeedRatings"]) == ("TESTCAM", "T1", "1600")
+    assert tags["Image Orientation"] == "Horizontal (normal)" and tags["Image Software"].startswith("camnet")
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"])))
+    assert "developed 1, skipped 0, failed 0" in result.stderr
+
+
+def test_formats_bits_and_linear(tiny_weights, dng, tmp_path):
+    result = _run(dng, "-o", tmp_path, "--format", "tiff", "--bits", "16", "--save-linear")
+    assert result.exit_code == 0, result.output
+    assert tifffile.imread(tmp_path / "shot.tif").dtype == np.uint16
+    linear = tifffile.TiffFile(tmp_path / "shot.linear.tif")
+    assert linear.pages[0].dtype == np.uint16
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(linear.pages[0].tags[34675].value)))
+    assert "linear" in ImageCms.getProfileDescription(profile)
+    assert _run(dng, "-o", tmp_path, "--format", "png", "--bits", "16").exit_code == 0
+    assert (tmp_path / "shot.png").read_bytes()[24] == 16  # IHDR bit depth
+
+
+def test_real_sony_arw(tiny_weights, sony_arw, tmp_path):
+    result = _run(sony_arw, "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "sony_ILCE-7RM3_iso3200_DSC2164.jpg"
+    tags = _exif(out)
+    assert (tags["Image Make"], tags["Image Model"], tags["EXIF ISOSpeedRatings"]) == ("SONY", "ILCE-7RM3", "3200")
+    img = Image.open(out)
+    assert img.size == (5184, 3464) and img.info.get("icc_profile")
+
+
+def test_bad_files_fail_one_line_each_and_the_batch_goes_on(tiny_weights, dng, tmp_path):
+    (tmp_path / "notes.NEF").write_text("this is not a raw file")
+    cut = tmp_path / "cut.dng"
+    cut.write_bytes(dng.read_bytes()[: len(dng.read_bytes()) // 2])
+    bad = [tmp_path / "notes.NEF", cut]
+    if METADATA_ONLY.is_dir():
+        bad.append(METADATA_ONLY / "exiftool_Nikon.nef")
+    result = _run(dng, *bad, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert (tmp_path / "out" / "shot.jpg").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(bad)
+    for path, line in zip(bad, errors):
+        assert str(path) in line
+    assert "Traceback" not in result.output
+
+
+def test_second_run_skips_and_overwrite_replaces(tiny_weights, dng, tmp_path):
+    assert _run(dng, "-o", tmp_path).exit_code == 0
+    out = tmp_path / "shot.jpg"
+    first = out.stat().st_mtime_ns
+    again = _run(dng, "-o", tmp_path)
+    assert again.exit_code == 0 and "skipped" in again.stderr and out.stat().st_mtime_ns == first
+    time.sleep(0.01)
+    replaced = _run(dng, "-o", tmp_path, "--overwrite")
+    assert replaced.exit_code == 0 and out.stat().st_mtime_ns > first
+
+
+def test_json_lines(tiny_weights, dng, tmp_path):
+    (tmp_path / "bad.ARW").write_bytes(b"nope")
+    result = _run(dng, tmp_path / "bad.ARW", "-o", tmp_path / "out", "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "failed"]
+    assert all(list(r) == ["input", "output", "seconds", "status", "error"] for r in records)
+    assert records[0]["output"].endswith("shot.jpg") and records[1]["error"]
+
+
+def _calibrate(net, x):
+    """Scale a random net's 1x1 output layer so its images sit mid-range (mean 0.45, spread 0.15).
+
+    A random network's output lies far outside [0, 1] and clips to 0/1 everywhere, where
+    any difference flips whole pixels; calibrated, its output is an image with structure.
+    """
+    import torch
+
+    with torch.no_grad():
+        y = net.unet(x)
+        mean, std = y.mean(dim=(0, 2, 3)), y.std(dim=(0, 2, 3))
+        net.unet.out.weight /= (std / 0.15)[:, None, None, None]
+        net.unet.out.bias.copy_(0.45 - (mean - net.unet.out.bias) * 0.15 / std)
+    return net
+
+
+def test_tiled_and_whole_agree(tmp_path, monkeypatch):
+    """--tile 256 vs --tile 0 on a 1024x1536 raw, through random (calibrated) lite networks."""
+    import torch
+
+    from camnet_cli.color import camera_to_xyz
+    from camnet_cli.model import EnhanceNet, RestoreNet, enhance_config, restore_config
+    from camnet_cli.raw import load_frame
+    from camnet_cli.weights import save_weights
+
+    torch.manual_seed(0)
+    raw = synthetic_raw(height=1024, width=1536)
+    write_synthetic_dng(tmp_path / "big.dng", raw)
+    packed = torch.nn.functional.pixel_unshuffle(raw.mosaic.clamp(0, 1)[None], 2)
+    restore = _calibrate(RestoreNet(restore_config("lite")), RestoreNet.prepare(packed, 1e-3))
+    frame = load_frame(tmp_path / "big.dng")
+    with torch.no_grad():  # what Enhance-Net will see: the restoration, white-balanced, in XYZ
+        xyz = camera_to_xyz(restore(torch.from_numpy(frame.packed)[None], frame.noise.omega), frame.wb, frame.cam_to_xyz)
+    enhance = EnhanceNet(enhance_config("lite"))
+    enhance = _calibrate(enhance, enhance.prepare(xyz))
+    save_weights(tmp_path / "restore-default.safetensors", restore)
+    save_weights(tmp_path / "enhance-natural.safetensors", enhance, extra={"restore": "default"})
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(tmp_path))
+    for tile in (0, 256):
+        args = (tmp_path / "big.dng", "-o", tmp_path / f"t{tile}", "--tile", tile, "--format", "tiff", "--bits", "16", "--precision", "fp32")
+        assert _run(*args).exit_code == 0
+    whole = tifffile.imread(tmp_path / "t0" / "big.tif").astype(np.float64) / 65535
+    tiled = tifffile.imread(tmp_path / "t256" / "big.tif").astype(np.float64) / 65535
+    assert 0.05 < whole.std() and 0.01 < whole.mean() < 0.99 and (whole == 0).mean() < 0.1  # a real image, not clipped
+    assert psnr(torch.from_numpy(tiled), torch.from_numpy(whole)) >= 45
+
+
+def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(dng, other / "shot.dng")
+    result = _run(dng, other / "shot.dng", "-o", tmp_path / "out")
+    assert result.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot_dng-2.jpg", "shot_dng.jpg"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}/*.ARW"], "no input files"),
+        (["{dng}", "-o", "{file}/sub"], "not writable"),
+        (["{dng}", "--format", "jpeg", "--bits", "16"], "--bits"),
+        (["{dng}", "--format", "gif"], "--format"),
+        (["{dng}", "--wb", "warm"], "--wb"),
+        (["{dng}", "--style", "expertC"], "unknown style 'expertC'"),
+        (["{dng}", "--device", "cuda:7" if not __import__("torch").cuda.is_available() else "tpu"], "--device"),
+    ],
+)
+def test_usage_errors_exit_2(tiny_weights, dng, tmp_path, args, message):
+    (tmp_path / "afile").write_text("x")
+    fill = {"missing": tmp_path / "nothing", "dng": dng, "file": tmp_path / "afile"}
+    result = _run(*[a.format(**fill) for a in args], *(["-o", tmp_path / "o"] if "-o" not in args else []))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def _spawn(args, env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "camnet_cli", "develop", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+    )
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """Eight raws of about 1.5 MP, slow enough to interrupt mid-batch."""
+    paths = []
+    base = synthetic_raw(height=1024, width=1536)
+    for i in range(8):
+        paths.append(tmp_path / f"r{i}.dng")
+        write_synthetic_dng(paths[-1], base)
+    return paths
+
+
+def _wait_for(folder, pattern, proc, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if list(folder.glob(pattern)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _all_complete(folder):
+    for path in folder.glob("*.png"):
+        with Image.open(path) as img:
+            img.load()  # raises on a truncated file
+
+
+def test_sigkill_mid_batch_leaves_no_partial_file(tiny_weights, batch, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "CAMNET_WEIGHTS": str(tiny_weights)}
+    proc = _spawn([*batch, "-o", out, "--format", "png", "--bits", "16", "-j", "2"], env)
+    assert _wait_for(out, "*.png", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    _all_complete(out)
+    finished = {p.name for p in out.glob("*.png")}
+    assert 0 < len(finished) < len(batch)
+    # A new run finishes the batch, skipping what is done and clearing stale temporaries.
+    rerun = subprocess.run([sys.executable, "-m", "camnet_cli", "develop", *map(str, batch), "-o", str(out), "--format", "png", "--bits", "16"],
+                           capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(out.glob("*.png"))) == len(batch) and not list(out.glob(".*.tmp"))
+    _all_complete(out)
+
+
+def test_ctrl_c_stops_after_the_current_file(tiny_weights, batch, tmp_path):
+    out = tmp_path / "out"
+    proc = _spawn([*batch, "-o", out, "--format", "png", "-j", "1"], {**os.environ, "CAMNET_WEIGHTS": str(tiny_weights)})
+    assert _wait_for(out, "*.png", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    done = len(list(out.glob("*.png")))
+    assert f"interrupted: {done} of {len(batch)} files developed" in err
+    _all_complete(out)
