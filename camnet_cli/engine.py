@@ -36,6 +36,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _ACTIVATION_FACTOR = 16
 _MEMORY_SHARE = 0.5  # of the free memory a pass may plan to use
 _MIN_AUTO_TILE = 256
+# Measured with camnet bench on 2 CPU cores, paper model at 4032x3024 in bf16: whole frame
+# 9.4 s and 2.9 GB, tiles of 1024 7.6 s, of 512 6.2 s and 1.6 GB (see BENCHMARKS.md).
+_CPU_TILE = 512
 
 
 class EngineError(Exception):
@@ -162,12 +165,18 @@ class Engine:
         return next(k for k, v in PRECISIONS.items() if v == self.dtype)
 
     def auto_tile(self, unet: UNet, height: int, width: int) -> int:
-        """The largest tile side (packed pixels) whose pass fits in free memory; 0 if the image fits."""
+        """The tile side (packed pixels) for an image of that size; 0 runs it whole.
+
+        On a GPU: whole if the pass fits in free memory, else the largest tile that fits. On a
+        CPU: tiles of ``_CPU_TILE``, which measured fastest (caches) and keep memory low.
+        """
         per_pixel = _ACTIVATION_FACTOR * unet.config.channels[0] * torch.finfo(self.dtype).bits // 8
         budget = _MEMORY_SHARE * free_memory(self.device)
-        if height * width * per_pixel <= budget:
-            return 0
         side = int(math.sqrt(budget / per_pixel / self.batch)) // unet.multiple * unet.multiple
+        if self.device.type == "cpu":
+            side = min(side, _CPU_TILE)
+        if max(height, width) <= side + unet.multiple and height * width * per_pixel <= budget:
+            return 0
         # Smaller tiles see less context: 256 keeps tiled within ~50 dB of untiled on the paper
         # nets; only running out of memory (see _run) goes below.
         return max(side, _MIN_AUTO_TILE, unet.min_size)

@@ -36,24 +36,26 @@ class Tile:
 def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[Tile]:
     """Cover a (height, width) image, both multiples of ``multiple``, with tiles of at most ``tile``.
 
-    Tiles are ``tile`` square where the image allows, start on multiples of ``multiple``
-    and overlap by at least ``overlap``. Each owns the part of the image nearest to it.
+    Per axis: as few tiles as cover the image with ``overlap``, each then only as large as
+    needed (so no tile mostly repeats its neighbour), starting on multiples of ``multiple``.
+    All tiles have one size, so they batch. Each owns the part of the image nearest to it.
     """
     if height % multiple or width % multiple or tile % multiple or overlap % multiple:
         raise ValueError(f"sizes must be multiples of {multiple}: image {height}x{width}, tile {tile}, overlap {overlap}")
-    ys, xs = _starts(height, tile, overlap, multiple), _starts(width, tile, overlap, multiple)
-    th, tw = min(tile, height), min(tile, width)
+    (ys, th), (xs, tw) = _axis(height, tile, overlap, multiple), _axis(width, tile, overlap, multiple)
     y_own, x_own = _ownership(ys, th, height), _ownership(xs, tw, width)
     return [Tile(y, x, (th, tw), (*yo, *xo)) for y, yo in zip(ys, y_own) for x, xo in zip(xs, x_own)]
 
 
-def _starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
+def _axis(length: int, tile: int, overlap: int, multiple: int) -> tuple[list[int], int]:
+    """Tile starts and the tile size along one axis."""
     if tile >= length:
-        return [0]
+        return [0], length
     count = math.ceil((length - overlap) / (tile - overlap))
-    step = (length - tile) / (count - 1)
-    starts = [min(round(i * step / multiple) * multiple, length - tile) for i in range(count)]
-    return sorted(set(starts))
+    size = min(tile, math.ceil((length + (count - 1) * overlap) / count / multiple) * multiple)
+    step = (length - size) / (count - 1)
+    starts = sorted({min(round(i * step / multiple) * multiple, length - size) for i in range(count)})
+    return starts, size
 
 
 def _ownership(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:

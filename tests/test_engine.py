@@ -86,12 +86,14 @@ def test_auto_tile_follows_free_memory(monkeypatch):
     eng = Engine(RestoreNet(restore_config("paper")), device="cpu", precision="fp32")
     unet = eng.restore_net.unet
     monkeypatch.setattr(engine_module, "free_memory", lambda device: 64 * 2**30)
-    assert eng.auto_tile(unet, 1512, 2016) == 0  # a 12 MP frame fits in 32 GB
+    assert eng.auto_tile(unet, 400, 300) == 0  # small frames run whole
+    assert eng.auto_tile(unet, 1512, 2016) == 512  # on a CPU, the tile that measured fastest
+    eng.device = torch.device("cuda")  # only the arithmetic is tested here
+    assert eng.auto_tile(unet, 1512, 2016) == 0  # a GPU with memory runs the frame whole
     monkeypatch.setattr(engine_module, "free_memory", lambda device: 1 * 2**30)
     tile = eng.auto_tile(unet, 1512, 2016)
-    assert 0 < tile < 1512 and tile % 16 == 0
-    per_pixel = 16 * 32 * 4
-    assert tile * tile * per_pixel <= 0.5 * 2**30
+    assert 256 <= tile < 1512 and tile % 16 == 0
+    assert tile * tile * 16 * 32 * 4 <= 0.5 * 2**30
     monkeypatch.setattr(engine_module, "free_memory", lambda device: 2**20)
     assert eng.auto_tile(unet, 1512, 2016) == 256  # never planned smaller; OOM retries go below
 
