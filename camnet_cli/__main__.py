@@ -1,6 +1,6 @@
 """``python -m camnet_cli`` runs the command line."""
 
-from camnet_cli.cli import app
+from camnet_cli.cli import main
 
 if __name__ == "__main__":  # decoding children must not run the app again
-    app(prog_name="camnet")
+    main()

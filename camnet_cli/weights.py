@@ -24,10 +24,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from camnet_cli import __version__
-from camnet_cli.model import EnhanceNet, RestoreNet, build, config_from_dict, config_to_dict
+from camnet_cli.model import EnhanceNet, OneStageNet, RestoreNet, build, config_from_dict, config_to_dict
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
-STAGES = ("restore", "enhance")
+STAGES = ("restore", "enhance", "onestage")
 _FORMAT = "camnet-weights/1"
 
 
@@ -71,7 +71,7 @@ def user_dir() -> Path:
 
 def save_weights(
     path: Path | str,
-    net: RestoreNet | EnhanceNet,
+    net: RestoreNet | EnhanceNet | OneStageNet,
     *,
     style: str = "",
     training_data: str = "",
@@ -84,7 +84,7 @@ def save_weights(
     Args:
         dtype: store tensors in this type (torch.float16 for shipped weights); default as is.
     """
-    stage = "restore" if isinstance(net, RestoreNet) else "enhance"
+    stage = config_to_dict(net.config)["net"]
     header = {
         "format": _FORMAT,
         "stage": stage,
@@ -130,7 +130,7 @@ def read_info(path: Path | str) -> WeightsInfo:
     )
 
 
-def load_weights(path: Path | str, stage: str | None = None) -> tuple[RestoreNet | EnhanceNet, WeightsInfo]:
+def load_weights(path: Path | str, stage: str | None = None) -> tuple[RestoreNet | EnhanceNet | OneStageNet, WeightsInfo]:
     """Rebuild a network from its weight file, on the CPU, in float32, in eval mode.
 
     Args:
@@ -222,3 +222,15 @@ def find_weights(name_or_path: str, stage: str) -> Path:
         f"(looked in {', '.join(str(d) for d in search_dirs())}); train one with `{train} --output DIR` "
         f"and pass the file it writes, or copy it into {user_dir()}"
     )
+
+
+def companion_restore(style_path: Path) -> Path:
+    """The restoration weights a style was trained with: named in its header (``restore``),
+    looked for beside the style file first, then by name.
+
+    Raises:
+        WeightsError: they cannot be found.
+    """
+    name = read_info(style_path).extra.get("restore", "default")
+    beside = style_path.parent / f"restore-{name}.safetensors"
+    return beside if beside.is_file() else find_weights(name, "restore")

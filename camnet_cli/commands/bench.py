@@ -17,7 +17,7 @@ from camnet_cli.commands.develop import DEFAULT_STYLE
 from camnet_cli.engine import Engine, EngineError
 from camnet_cli.inputs import expand_inputs
 from camnet_cli.model import MODEL_SIZES, EnhanceNet, RestoreNet, enhance_config, restore_config
-from camnet_cli.weights import WeightsError, find_weights, load_weights, read_info
+from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
 
 ENGINE = "Engine"
 
@@ -118,7 +118,7 @@ def _nets(style: str | None, model: str) -> tuple[RestoreNet, EnhanceNet, str]:
     if style is not None:
         try:
             style_path = find_weights(style, "enhance")
-            restore_path = find_weights(read_info(style_path).extra.get("restore", "default"), "restore")
+            restore_path = companion_restore(style_path)
             restore, _ = load_weights(restore_path, "restore")
             enhance, _ = load_weights(style_path, "enhance")
             return restore, enhance, f"style {style}"  # type: ignore[return-value]

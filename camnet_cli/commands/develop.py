@@ -19,7 +19,7 @@ from camnet_cli.engine import Engine, EngineError
 from camnet_cli.export import FORMATS
 from camnet_cli.inputs import expand_inputs
 from camnet_cli.pipeline import parse_wb
-from camnet_cli.weights import WeightsError, find_weights, load_weights, read_info
+from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
 
 DEFAULT_STYLE = "natural"
 EXIT_INTERRUPTED = 130
@@ -89,7 +89,7 @@ def develop(
 
     try:
         style_path = find_weights(style, "enhance")
-        restore_path = find_weights(restore or read_info(style_path).extra.get("restore", "default"), "restore")
+        restore_path = find_weights(restore, "restore") if restore else companion_restore(style_path)
         restore_net, _ = load_weights(restore_path, "restore")
         enhance_net, _ = load_weights(style_path, "enhance")
         engine = Engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile)

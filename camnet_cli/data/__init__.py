@@ -1,1 +1,57 @@
-"""Datasets and synthetic raw data for training and tests."""
+"""Datasets and synthetic raw data for training and evaluation.
+
+Every dataset yields samples as dicts of tensors, one training patch each:
+
+- ``packed``: (4, P/2, P/2) input raw, RGGB planes, normalised and clipped to [0, 1];
+- ``omega``: () the input's noise level (shot + read^2);
+- ``wb``: (3,) the white-balance gains the file reports (G = 1);
+- ``cam_to_xyz``: (3, 3) white-balanced camera RGB -> XYZ;
+- ``xyz``: (3, P, P) restoration ground truth, linear CIE XYZ (D65);
+- ``srgb``: (3, P, P) enhancement ground truth, sRGB in [0, 1].
+
+Sample ``k`` is a pure function of (seed, k): the same index gives the same patch,
+augmentation and noise in any worker, on any rank, before or after a resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random source of one sample."""
+    return np.random.default_rng([seed, index])
+
+
+class StepSampler(Sampler[int]):
+    """Indices of the samples of training steps ``start`` .. ``end - 1``, for one rank.
+
+    Step s of rank r takes samples ``(s * world + r) * batch + b`` for b < batch: ranks never
+    share a sample, and a resumed run continues exactly where the stopped one was.
+    """
+
+    def __init__(self, start: int, end: int, batch: int, rank: int = 0, world: int = 1) -> None:
+        self.start, self.end, self.batch, self.rank, self.world = start, end, batch, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start, self.end):
+            first = (step * self.world + self.rank) * self.batch
+            yield from range(first, first + self.batch)
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start) * self.batch
+
+
+def to_tensor_image(array: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8/uint16/float -> (3, H, W) float32 in [0, 1]."""
+    if array.dtype == np.uint8:
+        scale = 255.0
+    elif array.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        scale = 1.0
+    return torch.from_numpy(np.ascontiguousarray(array[..., :3].transpose(2, 0, 1))).float() / scale

@@ -50,11 +50,28 @@ class EnhanceNetConfig:
     gamma: str = "srgb"
 
 
-Config = RestoreNetConfig | EnhanceNetConfig
+@dataclass(frozen=True)
+class OneStageNetConfig:
+    """The one-stage baseline (paper §IV-C): one UNet from packed raw + noise level to sRGB.
+
+    Widths chosen so that it has the two-stage budget: 26,223,267 parameters against the
+    paper preset's 26,527,928 (the nearest level-1 width, 45, gives 1.2% fewer).
+    """
+
+    channels: tuple[int, ...] = (45, 90, 180, 360, 720)
+    in_channels: int = 5
+    dilations: tuple[int, ...] = (1, 1, 1, 1, 1)
+    residual: bool = False
+    global_block: bool = True
+
+
+Config = RestoreNetConfig | EnhanceNetConfig | OneStageNetConfig
+_NAMES = {RestoreNetConfig: "restore", EnhanceNetConfig: "enhance", OneStageNetConfig: "onestage"}
 
 # Channel counts of the presets; "lite" has a quarter of the parameters and FLOPs, for CPUs and
 # small GPUs.
 _CHANNELS = {"paper": (32, 64, 128, 256, 512), "lite": (16, 32, 64, 128, 256)}
+_ONESTAGE_CHANNELS = {"paper": (45, 90, 180, 360, 720), "lite": (23, 46, 92, 184, 368)}  # 6,853,345 for lite
 MODEL_SIZES = tuple(_CHANNELS)
 
 
@@ -68,9 +85,14 @@ def enhance_config(size: str = "paper") -> EnhanceNetConfig:
     return EnhanceNetConfig(channels=_CHANNELS[size])
 
 
+def onestage_config(size: str = "paper") -> OneStageNetConfig:
+    """The one-stage baseline with the two-stage budget of preset ``size``."""
+    return OneStageNetConfig(channels=_ONESTAGE_CHANNELS[size])
+
+
 def config_to_dict(config: Config) -> dict:
     """A JSON-ready dict with the net's name, for weight-file headers."""
-    return {"net": "restore" if isinstance(config, RestoreNetConfig) else "enhance", **dataclasses.asdict(config)}
+    return {"net": _NAMES[type(config)], **dataclasses.asdict(config)}
 
 
 def config_from_dict(data: dict) -> Config:
@@ -81,7 +103,7 @@ def config_from_dict(data: dict) -> Config:
     """
     data = dict(data)
     net = data.pop("net", None)
-    cls = {"restore": RestoreNetConfig, "enhance": EnhanceNetConfig}.get(net)  # type: ignore[arg-type]
+    cls = {name: kind for kind, name in _NAMES.items()}.get(net)  # type: ignore[arg-type]
     if cls is None:
         raise ValueError(f"unknown network {net!r} in config")
     names = {f.name for f in dataclasses.fields(cls)}

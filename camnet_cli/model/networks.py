@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camnet_cli import color
-from camnet_cli.model.config import EnhanceNetConfig, RestoreNetConfig
+from camnet_cli.model.config import EnhanceNetConfig, OneStageNetConfig, RestoreNetConfig
 
 _SLOPE = 0.2  # LeakyReLU slope of the authors' lrelu
 
@@ -75,7 +75,7 @@ class UNet(nn.Module):
     least size the coarsest dilations can reflect) and the output cropped back.
     """
 
-    def __init__(self, config: RestoreNetConfig | EnhanceNetConfig, out_channels: int = 12) -> None:
+    def __init__(self, config: RestoreNetConfig | EnhanceNetConfig | OneStageNetConfig, out_channels: int = 12) -> None:
         super().__init__()
         c, d = config.channels, config.dilations
         if len(c) != len(d) or len(c) < 2:
@@ -172,7 +172,7 @@ class RestoreNet(nn.Module):
     Bayer camera. The network does what metadata cannot: demosaicing and denoising.
     """
 
-    def __init__(self, config: RestoreNetConfig) -> None:
+    def __init__(self, config: RestoreNetConfig | OneStageNetConfig) -> None:
         super().__init__()
         self.config = config
         self.unet = UNet(config)
@@ -222,6 +222,14 @@ class EnhanceNet(nn.Module):
         return self.finish(self.unet(self.prepare(xyz), pooled))
 
 
+class OneStageNet(RestoreNet):
+    """The one-stage baseline (paper §IV-C): packed raw + noise level -> sRGB in one UNet.
+
+    It learns everything, white balance and colour included, as the paper's baseline does;
+    only its config (and so its width) differs from Restore-Net's.
+    """
+
+
 class CameraNet(nn.Module):
     """Both stages end to end, for training and evaluation.
 
@@ -241,6 +249,7 @@ class CameraNet(nn.Module):
         return xyz, self.enhance(xyz)
 
 
-def build(config: RestoreNetConfig | EnhanceNetConfig) -> RestoreNet | EnhanceNet:
+def build(config: RestoreNetConfig | EnhanceNetConfig | OneStageNetConfig) -> RestoreNet | EnhanceNet | OneStageNet:
     """The network a config describes."""
-    return RestoreNet(config) if isinstance(config, RestoreNetConfig) else EnhanceNet(config)
+    kinds = {RestoreNetConfig: RestoreNet, EnhanceNetConfig: EnhanceNet, OneStageNetConfig: OneStageNet}
+    return kinds[type(config)](config)  # type: ignore[arg-type]

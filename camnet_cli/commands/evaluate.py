@@ -1,0 +1,74 @@
+"""``camnet eval``: PSNR, SSIM, S-CIELAB and CIEDE2000 on a dataset's held-out images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from camnet_cli.commands import EXIT_OK, stdout, usage_error
+from camnet_cli.data.datasets import DATASETS, DatasetError, make_eval_set
+from camnet_cli.engine import Engine, EngineError
+from camnet_cli.evaluate import evaluate, means
+from camnet_cli.weights import WeightsError, companion_restore, load_weights
+
+
+def eval_(
+    dataset: Annotated[str, typer.Option(help=f"{', '.join(DATASETS)}.")] = "synthetic",
+    data_root: Annotated[Path, typer.Option(help="The dataset's folder.")] = Path("."),
+    restore: Annotated[Path | None, typer.Option(help="Restore-Net weights (default: the style's own).")] = None,
+    enhance: Annotated[Path | None, typer.Option(help="Enhance-Net weights (a style file).")] = None,
+    one_stage: Annotated[Path | None, typer.Option("--one-stage", help="Evaluate a one-stage baseline instead.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Also score 'libraw': LibRaw's AHD pipeline on the same raws.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.", min=1)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: per image and mean.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "fp32",
+) -> None:
+    """Score networks on a dataset's held-out images: PSNR, SSIM, S-CIELAB and CIEDE2000.
+
+    The restoration stage is scored in linear XYZ against the restoration ground truth; the whole
+    pipeline in sRGB against the final ground truth (S-CIELAB and CIEDE2000: lower is better).
+    """
+    if baseline not in (None, "libraw"):
+        raise usage_error(f"--baseline {baseline}: the only baseline is libraw")
+    if one_stage is None and enhance is None:
+        raise usage_error("give --enhance (and optionally --restore), or --one-stage")
+    try:
+        if one_stage is not None:
+            net, _ = load_weights(one_stage, "onestage")
+            engine = Engine(net, device=device, precision=precision)  # type: ignore[arg-type]
+        else:
+            restore_net, _ = load_weights(restore or companion_restore(enhance), "restore")  # type: ignore[arg-type]
+            enhance_net, _ = load_weights(enhance, "enhance")  # type: ignore[arg-type]
+            engine = Engine(restore_net, enhance_net, device=device, precision=precision)  # type: ignore[arg-type]
+        data = make_eval_set(dataset, data_root)
+    except (WeightsError, EngineError, DatasetError) as e:
+        raise usage_error(str(e)) from None
+    results = evaluate(engine, data, one_stage=one_stage is not None, baseline=baseline == "libraw", limit=limit)
+    mean = means(results)
+    if json_output:
+        stdout.out(json.dumps({"images": [{"name": r.name, **r.scores} for r in results], "mean": mean}), highlight=False)
+        raise typer.Exit(EXIT_OK)
+    columns = [("restore", "psnr", "R-PSNR"), ("restore", "ssim", "R-SSIM"), ("final", "psnr", "PSNR"), ("final", "ssim", "SSIM"),
+               ("final", "scielab", "S-CIELAB"), ("final", "de2000", "ΔE00")]
+    table = Table(title=f"camnet eval: {dataset}, {len(results)} images", title_justify="left")
+    table.add_column("image")
+    table.add_column("method")
+    for _, _, label in columns:
+        table.add_column(label, justify="right")
+
+    def row(name: str, method: str, scores: dict, style: str = "") -> None:
+        cells = [f"{scores[s][k]:.4f}" if s in scores and k in scores[s] and k == "ssim" else f"{scores[s][k]:.2f}" if s in scores else "—" for s, k, _ in columns]
+        table.add_row(name, method, *cells, style=style)
+
+    for r in results:
+        for method, scores in r.scores.items():
+            row(r.name, method, scores)
+    for method, scores in mean.items():
+        row("mean", method, scores, style="bold")
+    stdout.print(table)
+    raise typer.Exit(EXIT_OK)

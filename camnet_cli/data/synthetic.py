@@ -1,0 +1,194 @@
+"""Training on any folder of photographs: each patch is unprocessed into a raw on the fly.
+
+A patch of a photo is unprocessed (``unprocess``) through a random camera: a colour matrix
+mixed from real cameras', white-balance gains around that camera's daylight neutral, an
+exposure, and the noise of a real sensor at a random ISO. Restoration ground truth is the
+patch's linear XYZ at that exposure; enhancement ground truth is the photo itself.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from camnet_cli import color, noise
+from camnet_cli.data import sample_rng, to_tensor_image
+from camnet_cli.data.unprocess import unprocess
+
+PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+
+# XYZ -> camera matrices (D65) that synthetic cameras are mixed from. The first four are those of
+# Brooks et al., "Unprocessing Images for Learned Raw Denoising" (google-research, unprocessing/
+# unprocess.py, random_ccm); the fifth is the Sony a7R III's, as LibRaw reports it for the shared ARW.
+CAMERA_MATRICES = np.array(
+    [
+        [[1.0234, -0.2969, -0.2266], [-0.5625, 1.6328, -0.0469], [-0.0703, 0.2188, 0.6406]],
+        [[0.4913, -0.0541, -0.0202], [-0.6130, 1.3513, 0.2906], [-0.1564, 0.2151, 0.7183]],
+        [[0.8380, -0.2630, -0.0639], [-0.2887, 1.0725, 0.2496], [-0.0627, 0.1427, 0.5438]],
+        [[0.6596, -0.2079, -0.0562], [-0.4782, 1.3016, 0.1933], [-0.0970, 0.1581, 0.5181]],
+        [[0.6640, -0.1847, -0.0503], [-0.5238, 1.3010, 0.2474], [-0.0993, 0.1673, 0.6527]],
+    ]
+)
+# Cameras whose calibrated noise the synthetic raws take (noise.CALIBRATIONS keys), and the ISO range.
+NOISE_CAMERAS = (("SONY", "ILCE-7SM2"), ("SONY", "ILCE-7RM3"))
+ISO_RANGE = (100.0, 25600.0)
+
+
+def noise_range() -> tuple[float, float]:
+    """The lowest and highest noise level omega the synthetic raws can have (for weight headers)."""
+    omegas = [noise.from_table(make, model, iso).omega for make, model in NOISE_CAMERAS for iso in ISO_RANGE]  # type: ignore[union-attr]
+    return min(omegas), max(omegas)
+
+
+def find_photos(root: Path) -> list[Path]:
+    """The photographs in a folder (and its subfolders), sorted."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in PHOTO_EXTENSIONS and p.is_file())
+
+
+def split(photos: list[Path], part: str, every: int = 7) -> list[Path]:
+    """A fixed split: every ``every``-th photo (from the fourth) is held out for validation."""
+    held = [p for i, p in enumerate(photos) if i % every == 3]
+    if part == "val":
+        return held
+    return [p for p in photos if p not in held] if held and len(held) < len(photos) else photos
+
+
+class SyntheticDataset(Dataset):
+    """Random patches of photographs, unprocessed into raws (see module docstring).
+
+    Args:
+        photos: the photographs to draw from.
+        patch: patch side in pixels (even).
+        seed: makes sample k the same on every run.
+        exposure: range of the scale applied to the linear photo (log-uniform).
+        scale: range of the photo's downscaling before cropping (log-uniform); below 1 it
+            also removes JPEG artefacts.
+        length: the nominal length (samples are drawn by index; any index is valid).
+    """
+
+    def __init__(
+        self,
+        photos: list[Path],
+        patch: int,
+        seed: int = 0,
+        exposure: tuple[float, float] = (1 / 16, 1.0),
+        scale: tuple[float, float] = (0.35, 1.0),
+        length: int = 2**31 - 1,
+    ) -> None:
+        if not photos:
+            raise ValueError("no photographs to train on")
+        if patch % 2 or patch < 16:
+            raise ValueError(f"patch size must be even and at least 16, got {patch}")
+        self.photos, self.patch, self.seed = list(photos), patch, seed
+        self.exposure, self.scale, self.length = exposure, scale, length
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _photo(self, path: Path) -> np.ndarray:
+        if path not in self._cache:
+            img = iio.imread(path)
+            if img.ndim == 2:
+                img = np.stack([img] * 3, axis=-1)
+            self._cache[path] = img[..., :3]
+        return self._cache[path]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = sample_rng(self.seed, index)
+        img = self._photo(self.photos[rng.integers(len(self.photos))])
+        srgb = _random_patch(img, self.patch, rng, self.scale)
+        return synthesize(srgb, rng, self.exposure)
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _random_patch(img: np.ndarray, patch: int, rng: np.random.Generator, scale: tuple[float, float]) -> torch.Tensor:
+    """A random (3, patch, patch) sRGB crop: downscaled, flipped and rotated at random."""
+    h, w = img.shape[:2]
+    s = min(_log_uniform(rng, *scale), h / patch, w / patch) if min(h, w) >= patch else min(h, w) / patch
+    side = max(1, int(round(patch / s)))
+    side = min(side, h, w)
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    crop = to_tensor_image(img[y : y + side, x : x + side])
+    if side != patch:
+        crop = F.interpolate(crop[None], size=(patch, patch), mode="bilinear", antialias=True, align_corners=False)[0]
+    if rng.random() < 0.5:
+        crop = crop.flip(-1)
+    if rng.random() < 0.5:
+        crop = crop.flip(-2)
+    return torch.rot90(crop, int(rng.integers(4)), dims=(-2, -1)).clamp(0, 1).contiguous()
+
+
+def random_camera(rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A synthetic camera: an XYZ -> camera matrix (a random convex mix of real ones) and
+    as-shot white-balance gains (the matrix's daylight gains, R and B varied by up to a third)."""
+    weights = rng.uniform(1e-3, 1.0, len(CAMERA_MATRICES))
+    xyz_to_cam = np.tensordot(weights / weights.sum(), CAMERA_MATRICES, axes=1)
+    _, d65 = color.cam_to_xyz_from_xyz_to_cam(xyz_to_cam)
+    r = float(d65[0]) * _log_uniform(rng, 0.75, 1.33)
+    b = float(d65[2]) * _log_uniform(rng, 0.75, 1.33)
+    return xyz_to_cam, (r, 1.0, b)
+
+
+def random_noise(rng: np.random.Generator) -> noise.NoiseProfile:
+    """The calibrated noise of a real sensor at a random ISO (log-uniform over ISO_RANGE)."""
+    make, model = NOISE_CAMERAS[rng.integers(len(NOISE_CAMERAS))]
+    return noise.from_table(make, model, _log_uniform(rng, *ISO_RANGE))  # type: ignore[return-value]
+
+
+def synthesize(
+    srgb: torch.Tensor, rng: np.random.Generator, exposure: tuple[float, float] = (1 / 16, 1.0), profile: noise.NoiseProfile | None = None
+) -> dict[str, torch.Tensor]:
+    """One training sample from an sRGB patch: a random camera, exposure and noise."""
+    xyz_to_cam, wb = random_camera(rng)
+    profile = profile or random_noise(rng)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    raw = unprocess(
+        srgb, xyz_to_cam=xyz_to_cam, wb=wb, shot=profile.shot, read=profile.read,
+        exposure=_log_uniform(rng, *exposure), generator=generator,
+    )
+    cam_to_xyz, _ = color.cam_to_xyz_from_xyz_to_cam(xyz_to_cam)
+    return {
+        "packed": color.pack_bayer(raw.mosaic.clamp(0.0, 1.0)),
+        "omega": torch.tensor(profile.omega, dtype=torch.float32),
+        "wb": torch.tensor(wb, dtype=torch.float32),
+        "cam_to_xyz": torch.from_numpy(cam_to_xyz).float(),
+        "xyz": raw.xyz,
+        "srgb": srgb,
+    }
+
+
+class SyntheticEvalSet(Dataset):
+    """Whole held-out photographs (downscaled to ``max_side``) at fixed noise levels, for ``eval``.
+
+    Item i is photo ``i // len(isos)`` at ISO ``isos[i % len(isos)]`` of the a7R III table.
+    """
+
+    def __init__(self, photos: list[Path], isos: tuple[float, ...] = (400, 3200, 12800, 25600), max_side: int = 768, seed: int = 0) -> None:
+        self.photos, self.isos, self.max_side, self.seed = list(photos), isos, max_side, seed
+
+    def __len__(self) -> int:
+        return len(self.photos) * len(self.isos)
+
+    def name(self, index: int) -> str:
+        return f"{self.photos[index // len(self.isos)].stem}@ISO{self.isos[index % len(self.isos)]:g}"
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        photo, iso = self.photos[index // len(self.isos)], self.isos[index % len(self.isos)]
+        img = to_tensor_image(iio.imread(photo)[..., :3])
+        h, w = img.shape[-2:]
+        f = min(1.0, self.max_side / max(h, w))
+        nh, nw = int(h * f) // 2 * 2, int(w * f) // 2 * 2
+        img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+        rng = sample_rng(self.seed, index)
+        # The photo's own exposure: LibRaw's classical pipeline (the baseline) does no tone mapping.
+        return synthesize(img, rng, exposure=(1.0, 1.0), profile=noise.from_table("SONY", "ILCE-7RM3", iso))

@@ -1,0 +1,109 @@
+"""``camnet eval``'s measurements: each held-out image through the networks, and LibRaw's pipeline.
+
+Two comparisons per image, as the paper's §IV: the restoration stage (linear XYZ) against
+the restoration ground truth, and the whole pipeline (sRGB) against the final ground truth.
+With the LibRaw baseline, the same raw goes through LibRaw's classical pipeline (AHD
+demosaic, camera white balance) into linear XYZ and into sRGB, compared the same way.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from camnet_cli import color, metrics
+from camnet_cli.engine import Engine
+
+
+@dataclass
+class ImageScores:
+    """Scores of one image: per method ("camnet", "libraw"), per stage ("restore", "final")."""
+
+    name: str
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+
+def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Tensor, srgb: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Restoration (PSNR, SSIM in linear XYZ, clipped to [0, 1]) and final (PSNR, SSIM, S-CIELAB, CIEDE2000)."""
+    out: dict[str, dict[str, float]] = {}
+    if pred_xyz is not None:
+        a, b = pred_xyz.clamp(0, 1), xyz.clamp(0, 1)
+        out["restore"] = {"psnr": metrics.psnr(a, b).item(), "ssim": metrics.ssim(a, b).item()}
+    a, b = pred_srgb.clamp(0, 1), srgb.clamp(0, 1)
+    out["final"] = {
+        "psnr": metrics.psnr(a, b).item(),
+        "ssim": metrics.ssim(a, b).item(),
+        "scielab": metrics.scielab(a, b).item(),
+        "de2000": metrics.delta_e2000(a, b).item(),
+    }
+    return out
+
+
+def run_camnet(engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(XYZ, sRGB) of a sample through the engine; a one-stage net gives sRGB only."""
+    out = engine.restore(sample["packed"].numpy(), float(sample["omega"]))
+    if one_stage:
+        return None, out
+    xyz = color.camera_to_xyz(out, sample["wb"], sample["cam_to_xyz"])
+    return xyz, engine.enhance(xyz)
+
+
+def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(XYZ, sRGB) of a sample's raw developed by LibRaw: written as a DNG, AHD, camera white balance.
+
+    No auto-brightening and no rotation, so that both align with the ground truths.
+    """
+    import rawpy
+
+    from camnet_cli.dng import to_dn, write_dng
+
+    packed = sample["packed"].numpy()
+    h, w = packed.shape[1] * 2, packed.shape[2] * 2
+    mosaic = np.empty((h, w), np.float32)
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = packed
+    cam_to_xyz = sample["cam_to_xyz"].double().numpy()
+    srgb_to_cam = np.linalg.inv(cam_to_xyz) @ color.SRGB_TO_XYZ  # rows sum to one, as dcraw normalises
+    xyz_to_cam = srgb_to_cam @ color.XYZ_TO_SRGB
+    wb = sample["wb"].double().numpy()
+    with tempfile.TemporaryDirectory(prefix="camnet-eval-") as tmp:
+        path = Path(tmp) / "raw.dng"
+        write_dng(path, to_dn(mosaic, 512, 16383), xyz_to_cam=xyz_to_cam, as_shot_neutral=1 / wb)
+        results = []
+        for space in (rawpy.ColorSpace.XYZ, rawpy.ColorSpace.sRGB):
+            with rawpy.imread(str(path)) as raw:
+                gamma = (1, 1) if space == rawpy.ColorSpace.XYZ else (2.4, 12.92)
+                img = raw.postprocess(
+                    output_color=space, gamma=gamma, no_auto_bright=True, output_bps=16, use_camera_wb=True,
+                    user_flip=0, demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+                )
+            results.append(torch.from_numpy(img.astype(np.float32) / 65535).permute(2, 0, 1))
+    return results[0], results[1]
+
+
+def evaluate(engine: Engine, dataset, *, one_stage: bool = False, baseline: bool = False, limit: int | None = None) -> list[ImageScores]:
+    """Score every image of an evaluation set."""
+    results = []
+    for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
+        sample = dataset[i]
+        entry = ImageScores(dataset.name(i) if hasattr(dataset, "name") else str(i))
+        xyz, srgb = run_camnet(engine, sample, one_stage)
+        entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"])
+        if baseline:
+            lxyz, lsrgb = run_libraw(sample)
+            entry.scores["libraw"] = score(lxyz, lsrgb, sample["xyz"], sample["srgb"])
+        results.append(entry)
+    return results
+
+
+def means(results: list[ImageScores]) -> dict[str, dict[str, dict[str, float]]]:
+    """The mean of every score over the images."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for method in results[0].scores if results else []:
+        out[method] = {}
+        for stage, values in results[0].scores[method].items():
+            out[method][stage] = {k: float(np.mean([r.scores[method][stage][k] for r in results])) for k in values}
+    return out

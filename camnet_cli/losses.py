@@ -1,0 +1,84 @@
+"""CameraNet's losses (paper §III-E) and the optional perceptual loss.
+
+Restoration: L1 plus L1 of logs in linear XYZ (Eq. 5); enhancement: L1 in sRGB (Eq. 6);
+joint fine-tuning: lambda * restoration + (1 - lambda) * enhancement (Eq. 7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Per-dataset lambda of Eq. 7 (paper §IV-B): restoration matters most in low light.
+LAMBDA = {"fivek": 0.1, "hdrplus": 0.5, "sid": 0.9, "synthetic": 0.5}
+_LOG_EPS = 1e-4  # the authors' code: log(max(x, 0) + 1e-4)
+
+
+def restore_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: ||I_r - G_r||_1 + ||log max(I_r, eps) - log max(G_r, eps)||_1, both as means."""
+    log_pred = torch.log(pred.clamp(min=0) + _LOG_EPS)
+    log_target = torch.log(target.clamp(min=0) + _LOG_EPS)
+    return F.l1_loss(pred, target) + F.l1_loss(log_pred, log_target)
+
+
+def enhance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: ||I_o - G_o||_1 as a mean."""
+    return F.l1_loss(pred, target)
+
+
+def joint_loss(restore: torch.Tensor, enhance: torch.Tensor, lam: float) -> torch.Tensor:
+    """Eq. 7."""
+    return lam * restore + (1 - lam) * enhance
+
+
+# VGG-19's convolution widths (Simonyan & Zisserman 2015, configuration E); "M" is a 2x2 max-pool.
+_VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
+# Indices in torchvision's ``vgg19().features`` of relu2_2 and relu5_4, the layers the paper's
+# perceptual loss (Johnson et al. 2016) compares.
+_LAYERS = (8, 35)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class PerceptualLoss(nn.Module):
+    """Mean squared distance of VGG-19 relu2_2 and relu5_4 features of two sRGB images.
+
+    The weights come from a local safetensors file with torchvision's key names
+    (``features.<i>.weight``/``bias``); nothing is downloaded, nothing unpickled.
+    """
+
+    def __init__(self, weights: Path | str) -> None:
+        super().__init__()
+        from safetensors.torch import load_file
+
+        layers: list[nn.Module] = []
+        cin = 3
+        for spec in _VGG19:
+            if spec == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, int(spec), 3, padding=1), nn.ReLU(inplace=False)]
+                cin = int(spec)
+        self.features = nn.Sequential(*layers[: _LAYERS[-1] + 1])
+        state = {k: v for k, v in load_file(str(weights)).items() if k.startswith("features.")}
+        own = self.features.state_dict()
+        missing = [k for k in own if f"features.{k}" not in state]
+        if missing:
+            raise ValueError(f"{weights}: not VGG-19 weights with torchvision names (missing features.{missing[0]})")
+        self.features.load_state_dict({k: state[f"features.{k}"] for k in own})
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+
+    def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], (x - self.mean) / self.std
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in _LAYERS:
+                out.append(h)
+        return out
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum((F.mse_loss(a, b) for a, b in zip(self._feats(pred), self._feats(target))), torch.zeros((), device=pred.device))

@@ -1,0 +1,407 @@
+"""The training loop shared by ``train-restore``, ``train-enhance`` and ``finetune``.
+
+CameraNet's two-step scheme (paper §III-E): first Restore-Net (Eq. 5) and Enhance-Net
+(Eq. 6, on the restoration ground truth) are trained apart, then both are fine-tuned
+together (Eq. 7). A one-stage baseline (one UNet, raw to sRGB, paper §IV-C) trains with
+the same loop.
+
+Checkpoints are safetensors files (tensors and a JSON header, no pickle), written to a
+temporary name and renamed. A checkpoint holds the networks, the optimiser, the step, the
+best validation score and the random state; samples are a pure function of their index,
+so a resumed run continues the very same curve. Under torchrun the loop runs with
+DistributedDataParallel; rank 0 validates, logs and saves.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from camnet_cli import __version__, color, losses, metrics
+from camnet_cli.data import StepSampler
+from camnet_cli.model import (
+    EnhanceNet,
+    OneStageNet,
+    RestoreNet,
+    build,
+    config_from_dict,
+    config_to_dict,
+    enhance_config,
+    onestage_config,
+    restore_config,
+)
+from camnet_cli.weights import load_weights, save_weights
+
+STAGES = ("restore", "enhance", "joint", "onestage")
+_CHECKPOINT_FORMAT = "camnet-checkpoint/1"
+
+
+class TrainError(Exception):
+    """Training cannot start or go on as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; stored in every checkpoint."""
+
+    stage: str  # one of STAGES
+    dataset: str = "synthetic"
+    data_root: str = "."
+    output: str = "runs/camnet"
+    model: str = "paper"  # "paper" or "lite" (ignored for nets given by --restore/--enhance)
+    steps: int = 100_000
+    patch_size: int = 512  # the paper trains on 1024 pixels
+    batch_size: int = 1  # the paper: 1
+    lr: float | None = None  # default 1e-4, fine-tuning 1e-5 (paper §IV-B)
+    lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
+    seed: int = 0
+    workers: int = 2
+    checkpoint_every: int = 1000
+    validate_every: int = 1000
+    val_samples: int = 8
+    device: str = "auto"
+    precision: str = "auto"  # bf16 autocast on CUDA; fp32 elsewhere
+    compile: bool = False
+    restore_init: str | None = None  # weights to start Restore-Net from
+    enhance_init: str | None = None  # weights to start Enhance-Net from
+    perceptual: str | None = None  # local VGG-19 safetensors: adds the perceptual loss
+    perceptual_weight: float = 0.01
+    name: str = "default"  # of the exported weights: restore-<name>, enhance-<name>
+    export_dtype: str = "fp32"
+    enhance_gt: str | None = None  # SID: folder of enhancement ground truths
+    expert: str = "C"  # FiveK: whose retouching
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else (1e-5 if self.stage == "joint" else 1e-4)
+
+    @property
+    def weight_lambda(self) -> float:
+        return self.lam if self.lam is not None else losses.LAMBDA.get(self.dataset, 0.5)
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    """The paper's schedule: ``base``, divided by 10 at three quarters of the steps."""
+    return base if step < 0.75 * total else base * 0.1
+
+
+@dataclass
+class Progress:
+    """What the loop reports after each step (rank 0 only)."""
+
+    step: int
+    total: int
+    loss: float
+    terms: dict[str, float]
+    lr: float
+    seconds: float
+    val: dict[str, float] = field(default_factory=dict)
+
+
+# --- networks of a stage -------------------------------------------------------------------
+
+
+def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
+    nets: dict[str, nn.Module] = {}
+    if cfg.stage in ("restore", "joint"):
+        nets["restore"] = load_weights(cfg.restore_init, "restore")[0] if cfg.restore_init else RestoreNet(restore_config(cfg.model))
+    if cfg.stage in ("enhance", "joint"):
+        nets["enhance"] = load_weights(cfg.enhance_init, "enhance")[0] if cfg.enhance_init else EnhanceNet(enhance_config(cfg.model))
+    if cfg.stage == "onestage":
+        nets["onestage"] = OneStageNet(onestage_config(cfg.model))
+    if cfg.stage == "joint" and not (cfg.restore_init and cfg.enhance_init):
+        raise TrainError("finetune needs --restore and --enhance weights from the first training step")
+    return nets
+
+
+def _forward(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg: TrainConfig, perceptual: nn.Module | None):
+    """The stage's loss, its terms, and the images to validate (prediction, target)."""
+    terms: dict[str, torch.Tensor] = {}
+    if cfg.stage == "onestage":
+        pred = nets["onestage"](batch["packed"], batch["omega"])
+        terms["enhance"] = losses.enhance_loss(pred, batch["srgb"])
+        return terms["enhance"], terms, (pred, batch["srgb"])
+    if "restore" in nets:
+        camera = nets["restore"](batch["packed"], batch["omega"])
+        xyz = color.camera_to_xyz(camera.float(), batch["wb"], batch["cam_to_xyz"])
+        terms["restore"] = losses.restore_loss(xyz, batch["xyz"])
+    if cfg.stage == "restore":
+        return terms["restore"], terms, (xyz, batch["xyz"])
+    enhance_in = xyz if cfg.stage == "joint" else batch["xyz"]  # Enhance-Net alone learns on the ground truth
+    pred = nets["enhance"](enhance_in)
+    terms["enhance"] = losses.enhance_loss(pred, batch["srgb"])
+    if perceptual is not None:
+        terms["perceptual"] = perceptual(pred.float().clamp(0, 1), batch["srgb"])
+    loss = terms["enhance"] if cfg.stage == "enhance" else losses.joint_loss(terms["restore"], terms["enhance"], cfg.weight_lambda)
+    if "perceptual" in terms:
+        loss = loss + cfg.perceptual_weight * terms["perceptual"]
+    return loss, terms, (pred, batch["srgb"])
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer, step: int, best: float) -> None:
+    """Write a checkpoint atomically: the nets (unwrapped), the optimiser, the step and random state."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, net in nets.items():
+        for k, v in net.state_dict().items():
+            tensors[f"net.{name}.{k}"] = v.detach().cpu().contiguous()
+    state = optimizer.state_dict()
+    for index, entries in state["state"].items():
+        for k, v in entries.items():
+            tensors[f"optim.{index}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    header = {
+        "format": _CHECKPOINT_FORMAT,
+        "config": json.dumps(dataclasses.asdict(cfg)),
+        "nets": json.dumps({name: config_to_dict(net.config) for name, net in nets.items()}),
+        "param_groups": json.dumps(state["param_groups"]),
+        "step": str(step),
+        "best": repr(best),
+        "camnet_version": __version__,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A checkpoint's header and tensors. Never unpickles.
+
+    Raises:
+        TrainError: not a camnet checkpoint.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for non-safetensors input
+        raise TrainError(f"{path}: not a camnet checkpoint ({type(e).__name__})") from None
+    if header.get("format") != _CHECKPOINT_FORMAT:
+        raise TrainError(f"{path}: not a camnet checkpoint")
+    return header, tensors
+
+
+def _restore_state(header: dict[str, str], tensors: dict[str, torch.Tensor], nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+    saved_nets = json.loads(header["nets"])
+    for name, net in nets.items():
+        if name not in saved_nets or config_from_dict(saved_nets[name]) != net.config:
+            raise TrainError(f"the checkpoint's {name} network differs from this run's (different --model or stage?)")
+        net.load_state_dict({k[len(f"net.{name}.") :]: v for k, v in tensors.items() if k.startswith(f"net.{name}.")})
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, index, key = k.split(".", 2)
+            opt_state.setdefault(int(index), {})[key] = v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(header["param_groups"])})
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    return int(header["step"]), float(header["best"])
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if world > 1:
+        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
+    return torch.device(cfg.device)
+
+
+@torch.no_grad()
+def validate(nets: dict[str, nn.Module], samples: list[dict[str, torch.Tensor]], cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Mean PSNR and SSIM of the stage's output on fixed validation samples."""
+    for net in nets.values():
+        net.eval()
+    psnrs, ssims = [], []
+    for sample in samples:
+        batch = {k: v[None].to(device) for k, v in sample.items()}
+        _, _, (pred, target) = _forward(nets, batch, cfg, None)
+        pred, target = pred.float().clamp(0, 1), target.float().clamp(0, 1)
+        psnrs.append(metrics.psnr(pred, target).item())
+        ssims.append(metrics.ssim(pred, target).item())
+    for net in nets.values():
+        net.train()
+    return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
+
+
+def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progress], None] | None = None) -> dict[str, Path]:
+    """Run (or resume) a training run; returns the exported weight files by stage.
+
+    Raises:
+        TrainError: bad settings, data or checkpoint (one line for the user).
+    """
+    from camnet_cli.data.datasets import make_datasets
+
+    if cfg.stage not in STAGES:
+        raise TrainError(f"unknown stage {cfg.stage!r}")
+    if cfg.patch_size % 32 or cfg.patch_size < 32:
+        raise TrainError(f"--patch-size must be a multiple of 32, got {cfg.patch_size}")
+    rank, world, local_rank = _distributed()
+    device = _device(cfg, local_rank)
+    out = Path(cfg.output)
+    torch.manual_seed(cfg.seed)
+    nets = {k: v.to(device).train() for k, v in _networks(cfg).items()}
+    params = [p for net in nets.values() for p in net.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.base_lr, betas=(0.9, 0.99))
+    start, best = 0, -math.inf
+    if resume is not None:
+        header, tensors = load_checkpoint(resume)
+        saved = json.loads(header["config"])
+        if saved.get("stage") != cfg.stage:
+            raise TrainError(f"{resume}: a {saved.get('stage')} checkpoint, not {cfg.stage}")
+        start, best = _restore_state(header, tensors, nets, optimizer)
+        for net in nets.values():
+            net.to(device)
+    train_set, val_set, data_note = make_datasets(cfg)
+    perceptual = losses.PerceptualLoss(cfg.perceptual).to(device) if cfg.perceptual else None
+    runners: dict[str, nn.Module] = dict(nets)
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        runners = {k: nn.parallel.DistributedDataParallel(v, device_ids=ids) for k, v in nets.items()}
+    if cfg.compile:
+        runners = {k: torch.compile(v) for k, v in runners.items()}  # type: ignore[misc]
+    use_bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=StepSampler(start, cfg.steps, cfg.batch_size, rank, world),
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+    )
+    val_samples = [val_set[i] for i in range(min(cfg.val_samples, len(val_set)))] if rank == 0 else []
+    log = _Log(out, rank == 0, resume is not None)
+    step, t0 = start, time.perf_counter()
+    for step, batch in zip(range(start, cfg.steps), loader):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        lr = lr_at(step, cfg.steps, cfg.base_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            loss, terms, _ = _forward(runners, batch, cfg, perceptual)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done = step + 1
+        val: dict[str, float] = {}
+        if rank == 0:
+            if done % cfg.validate_every == 0 or done == cfg.steps:
+                val = validate(nets, [{k: v for k, v in s.items()} for s in val_samples], cfg, device)
+                if val["psnr"] > best:
+                    best = val["psnr"]
+                    save_checkpoint(out / "checkpoints" / "best.safetensors", cfg, nets, optimizer, done, best)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save_checkpoint(out / "checkpoints" / "last.safetensors", cfg, nets, optimizer, done, best)
+            progress = Progress(done, cfg.steps, loss.item(), {k: v.item() for k, v in terms.items()}, lr, time.perf_counter() - t0, val)
+            log.write(progress)
+            if report:
+                report(progress)
+        if world > 1:
+            dist.barrier()
+    log.close()
+    exported: dict[str, Path] = {}
+    if rank == 0 and step + 1 >= cfg.steps:
+        exported = export(cfg, out, data_note)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return exported
+
+
+def export(cfg: TrainConfig, out: Path, training_data: str) -> dict[str, Path]:
+    """Write the best checkpoint's networks (the last one's without validation) as weight files."""
+    source = out / "checkpoints" / ("best.safetensors" if (out / "checkpoints" / "best.safetensors").exists() else "last.safetensors")
+    header, tensors = load_checkpoint(source)
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.export_dtype]
+    from camnet_cli.data.datasets import dataset_noise_range
+
+    noise_range = dataset_noise_range(cfg)
+    files: dict[str, Path] = {}
+    for name, net_cfg in json.loads(header["nets"]).items():
+        net = build(config_from_dict(net_cfg))
+        net.load_state_dict({k[len(f"net.{name}.") :]: v.float() for k, v in tensors.items() if k.startswith(f"net.{name}.")})
+        extra = {"trained_steps": header["step"], "best_val_psnr": header["best"]}
+        if name == "enhance":
+            extra["restore"] = cfg.name
+        path = out / f"{name}-{cfg.name}.safetensors"
+        save_weights(path, net, style=cfg.name if name != "restore" else "", training_data=training_data, noise_range=noise_range, dtype=dtype, extra=extra)
+        files[name] = path
+    return files
+
+
+class _Log:
+    """metrics.csv, and TensorBoard event files when tensorboard is installed (rank 0)."""
+
+    def __init__(self, out: Path, active: bool, append: bool) -> None:
+        self.active, self.writer, self.file, self.csv = active, None, None, None
+        if not active:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "metrics.csv"
+        fresh = not (append and path.exists())
+        self.file = open(path, "w" if fresh else "a", newline="")
+        self.csv = csv.writer(self.file)
+        if fresh:
+            self.csv.writerow(["step", "loss", "restore", "enhance", "perceptual", "lr", "val_psnr", "val_ssim", "seconds"])
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self.writer = None
+
+    def write(self, p: Progress) -> None:
+        if not self.active:
+            return
+        self.csv.writerow([p.step, f"{p.loss:.6g}", *(f"{p.terms[k]:.6g}" if k in p.terms else "" for k in ("restore", "enhance", "perceptual")),
+                           f"{p.lr:.3g}", *(f"{p.val[k]:.4f}" if k in p.val else "" for k in ("psnr", "ssim")), f"{p.seconds:.1f}"])
+        self.file.flush()
+        if self.writer is not None:
+            self.writer.add_scalar("loss/total", p.loss, p.step)
+            for k, v in {**p.terms, **{f"val/{k}": v for k, v in p.val.items()}}.items():
+                self.writer.add_scalar(k if k.startswith("val/") else f"loss/{k}", v, p.step)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()

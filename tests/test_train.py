@@ -1,0 +1,233 @@
+"""Training as users run it: the CLI in-process, real processes for kill/resume and torchrun."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from camnet_cli import losses
+from camnet_cli.cli import app, with_optional_values
+from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, restore_config
+from camnet_cli.train import TrainConfig, TrainError, load_checkpoint, lr_at, save_checkpoint
+from camnet_cli.weights import read_info
+from tests.conftest import EXAMPLE_DNG, PHOTOS, REPO, scene
+
+runner = CliRunner()
+FAST = ["--model", "lite", "--patch-size", "64", "--batch-size", "2", "--workers", "0", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The shared photographs when present, else a few made here."""
+    if PHOTOS.is_dir() and any(PHOTOS.glob("*.jpg")):
+        return PHOTOS
+    folder = tmp_path_factory.mktemp("photos")
+    for i in range(8):
+        img = (scene(192, 256, seed=i).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    return folder
+
+
+def _cli(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_schedule_and_losses():
+    assert lr_at(0, 100, 1e-4) == 1e-4 and lr_at(74, 100, 1e-4) == 1e-4 and lr_at(75, 100, 1e-4) == pytest.approx(1e-5)
+    x = torch.full((1, 3, 4, 4), 0.5)
+    assert losses.restore_loss(x, x).item() == 0.0
+    # L1 0.25 plus |log(0.75+1e-4) - log(0.5+1e-4)|
+    expected = 0.25 + abs(np.log(0.7501) - np.log(0.5001))
+    assert losses.restore_loss(x + 0.25, x).item() == pytest.approx(expected, rel=1e-5)
+    assert losses.joint_loss(torch.tensor(2.0), torch.tensor(4.0), 0.9).item() == pytest.approx(2.2)
+    assert TrainConfig(stage="joint").base_lr == 1e-5 and TrainConfig(stage="restore").base_lr == 1e-4
+    assert TrainConfig(stage="joint", dataset="sid").weight_lambda == 0.9
+
+
+def test_bare_resume_means_last():
+    assert with_optional_values(["train-restore", "--resume"]) == ["train-restore", "--resume", "last"]
+    assert with_optional_values(["train-restore", "--resume", "--steps", "3"]) == ["train-restore", "--resume", "last", "--steps", "3"]
+    assert with_optional_values(["train-restore", "--resume", "x.safetensors"]) == ["train-restore", "--resume", "x.safetensors"]
+
+
+def test_checkpoint_round_trip_and_never_unpickles(tmp_path, monkeypatch):
+    net = RestoreNet(RestoreNetConfig(channels=(8, 16, 16, 16, 16)))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    net(torch.rand(1, 4, 16, 16), 1e-3).mean().backward()
+    opt.step()
+    save_checkpoint(tmp_path / "c.safetensors", TrainConfig(stage="restore"), {"restore": net}, opt, 7, 31.5)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unpickled")))
+    header, tensors = load_checkpoint(tmp_path / "c.safetensors")
+    assert header["step"] == "7" and float(header["best"]) == 31.5
+    assert torch.equal(tensors["net.restore.unet.out.weight"], net.unet.out.weight.detach())
+    torch.save({"x": 1}, tmp_path / "bad.pt")
+    with pytest.raises(TrainError, match="not a camnet checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_whole_path_through_the_cli(photos, tmp_path, monkeypatch):
+    """train-restore, train-enhance, finetune, eval, then develop with what was produced."""
+    started = time.time()
+    common = ["--data-root", photos, "--steps", "24", "--checkpoint-every", "12", "--validate-every", "12", *FAST]
+    _cli("train-restore", "-o", tmp_path / "r", *common)
+    _cli("train-enhance", "-o", tmp_path / "e", *common)
+    _cli("finetune", "--restore", tmp_path / "r" / "restore-default.safetensors", "--enhance", tmp_path / "e" / "enhance-natural.safetensors",
+         "-o", tmp_path / "f", *[a for a in common if a not in ("--model", "lite")])
+    style = tmp_path / "f" / "enhance-natural.safetensors"
+    info = read_info(style)
+    assert info.stage == "enhance" and info.style == "natural" and info.extra["restore"] == "natural"
+    assert info.noise_range is not None and info.extra["trained_steps"] == "24" and "photographs" in info.training_data
+    rows = list(csv.DictReader(open(tmp_path / "f" / "metrics.csv")))
+    assert len(rows) == 24 and rows[-1]["val_psnr"] and float(rows[-1]["lr"]) == pytest.approx(1e-6)  # 1e-5 / 10 after 3/4
+
+    result = _cli("eval", "--data-root", photos, "--enhance", style, "--limit", "2", "--json", "--device", "cpu")
+    scores = json.loads(result.stdout)
+    assert len(scores["images"]) == 2
+    assert set(scores["mean"]["camnet"]["final"]) == {"psnr", "ssim", "scielab", "de2000"}
+    assert set(scores["mean"]["camnet"]["restore"]) == {"psnr", "ssim"}
+
+    _cli("develop", EXAMPLE_DNG, "--style", style, "-o", tmp_path / "out", "--device", "cpu")
+    assert (tmp_path / "out" / "sony_a7r3_iso3200_crop.jpg").exists()
+    assert time.time() - started < 120
+
+
+def test_training_learns(photos, tmp_path):
+    """A few hundred steps of the lite Restore-Net lower its loss clearly (training really trains)."""
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path, "--steps", "120", "--checkpoint-every", "120", "--validate-every", "120", "--lr", "3e-4", *FAST)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    first, last = np.mean([float(r["loss"]) for r in rows[:15]]), np.mean([float(r["loss"]) for r in rows[-15:]])
+    assert last < 0.7 * first
+
+
+def _train_process(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "camnet_cli", *map(str, args)], cwd=REPO, env=env or os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _losses(path):
+    by_step = {}
+    for row in csv.DictReader(open(path)):
+        by_step[int(row["step"])] = float(row["loss"])  # a resumed run rewrites steps after its checkpoint
+    return by_step
+
+
+def test_killed_and_resumed_training_continues_the_same_curve(photos, tmp_path):
+    args = ["train-restore", "--data-root", photos, "--steps", "30", "--checkpoint-every", "10", "--validate-every", "100", *FAST]
+    whole = _train_process([*args, "-o", tmp_path / "whole"])
+    assert whole.wait(300) == 0, whole.stderr.read()
+
+    run = _train_process([*args, "-o", tmp_path / "run"])
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    while run.poll() is None and not checkpoint.exists():
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait(30)
+    step = int(load_checkpoint(checkpoint)[0]["step"])
+    assert 10 <= step < 30
+    resumed = _train_process([*args, "-o", tmp_path / "run", "--resume"])  # bare --resume: the last checkpoint
+    assert resumed.wait(300) == 0, resumed.stderr.read()
+
+    a, b = _losses(tmp_path / "whole" / "metrics.csv"), _losses(tmp_path / "run" / "metrics.csv")
+    assert sorted(b) == list(range(1, 31))
+    for s in range(step + 1, 31):
+        assert b[s] == pytest.approx(a[s], rel=1e-5), s
+
+
+def test_torchrun_two_processes_on_cpu(photos, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "camnet_cli", "train-restore",
+         "--data-root", str(photos), "-o", str(tmp_path), "--steps", "3", "--checkpoint-every", "3", "--validate-every", "3",
+         "--model", "lite", "--patch-size", "32", "--batch-size", "1", "--workers", "0", "--device", "cpu", "-q"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checkpoints = list((tmp_path / "checkpoints").glob("*.safetensors"))
+    assert {p.name for p in checkpoints} == {"last.safetensors", "best.safetensors"}
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors")[0]["step"] == "3"
+    assert (tmp_path / "restore-default.safetensors").exists()
+
+
+def test_one_stage_baseline_trains_and_evaluates(photos, tmp_path):
+    _cli("train-restore", "--one-stage", "--data-root", photos, "-o", tmp_path, "--steps", "4", "--checkpoint-every", "4", "--validate-every", "4", *FAST)
+    weights = tmp_path / "onestage-default.safetensors"
+    assert read_info(weights).stage == "onestage"
+    scores = json.loads(_cli("eval", "--data-root", photos, "--one-stage", weights, "--limit", "1", "--json", "--device", "cpu").stdout)
+    assert "restore" not in scores["mean"]["camnet"] and "psnr" in scores["mean"]["camnet"]["final"]
+
+
+def test_perceptual_loss_from_a_local_file(photos, tmp_path):
+    from camnet_cli.losses import _VGG19
+
+    torch.manual_seed(0)
+    state, cin, index = {}, 3, 0
+    for spec in _VGG19:
+        if spec == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(int(spec), cin, 3, 3) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(int(spec))
+        cin, index = int(spec), index + 2
+    save_file(state, tmp_path / "vgg19.safetensors")
+    loss = losses.PerceptualLoss(tmp_path / "vgg19.safetensors")
+    x = torch.rand(1, 3, 32, 32)
+    assert loss(x, x).item() == 0.0 and loss(x, 1 - x).item() > 0
+    _cli("train-enhance", "--data-root", photos, "-o", tmp_path / "e", "--steps", "3", "--checkpoint-every", "3", "--validate-every", "3",
+         "--perceptual", tmp_path / "vgg19.safetensors", *FAST)
+    assert "perceptual" in open(tmp_path / "e" / "metrics.csv").readline()
+    save_file({"x": torch.zeros(1)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="VGG-19"):
+        losses.PerceptualLoss(tmp_path / "other.safetensors")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train-restore", "--dataset", "imagenet"], "--dataset"),
+        (["train-restore", "--model", "huge"], "--model"),
+        (["train-restore", "--data-root", "{empty}"], "photographs"),
+        (["train-restore", "--resume", "{empty}/nothing.safetensors"], "no such checkpoint"),
+        (["train-restore", "--patch-size", "48"], "multiple of 32"),
+        (["finetune", "--restore", "{empty}/r.safetensors", "--enhance", "{empty}/e.safetensors"], "No such file"),
+        (["eval", "--data-root", "{empty}"], "--enhance"),
+    ],
+)
+def test_usage_errors(tmp_path, args, message):
+    result = runner.invoke(app, [a.format(empty=tmp_path) for a in args] + ["-o", str(tmp_path / "o")] * (args[0] != "eval"))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_resume_refuses_another_stage(photos, tmp_path):
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path, "--steps", "2", "--checkpoint-every", "2", "--validate-every", "2", *FAST)
+    result = runner.invoke(app, ["train-enhance", "--data-root", str(photos), "-o", str(tmp_path), "--steps", "4",
+                                 "--resume", str(tmp_path / "checkpoints" / "last.safetensors"), *FAST])
+    assert result.exit_code == 2 and "restore checkpoint" in result.stderr
+
+
+def test_help_of_every_command():
+    for command in ("train-restore", "train-enhance", "finetune", "eval"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "--data-root" in result.output
+
+
+def test_exported_weights_develop_with_the_engine(photos, tmp_path):
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path, "--steps", "2", "--checkpoint-every", "2", "--validate-every", "2", "--export-dtype", "fp16", *FAST)
+    from camnet_cli.weights import load_weights
+
+    net, info = load_weights(tmp_path / "restore-default.safetensors", "restore")
+    assert net.config == restore_config("lite") and info.extra["trained_steps"] == "2"
+    assert EnhanceNet  # the enhance side is covered by the whole-path test
