@@ -55,7 +55,9 @@ def run_camnet(engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool 
 def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(XYZ, sRGB) of a sample's raw developed by LibRaw: written as a DNG, AHD, camera white balance.
 
-    No auto-brightening and no rotation, so that both align with the ground truths.
+    No auto-brightening and no rotation, so that both align with the ground truths; the sRGB
+    rendering is brightened by the sample's known exposure (LibRaw's ``bright``), as a user of a
+    classical developer would set it.
     """
     import rawpy
 
@@ -74,11 +76,12 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
         write_dng(path, to_dn(mosaic, 512, 16383), xyz_to_cam=xyz_to_cam, as_shot_neutral=1 / wb)
         results = []
         for space in (rawpy.ColorSpace.XYZ, rawpy.ColorSpace.sRGB):
+            linear = space == rawpy.ColorSpace.XYZ
+            bright = 1.0 if linear else 1.0 / float(sample.get("exposure", torch.tensor(1.0)))
             with rawpy.imread(str(path)) as raw:
-                gamma = (1, 1) if space == rawpy.ColorSpace.XYZ else (2.4, 12.92)
                 img = raw.postprocess(
-                    output_color=space, gamma=gamma, no_auto_bright=True, output_bps=16, use_camera_wb=True,
-                    user_flip=0, demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+                    output_color=space, gamma=(1, 1) if linear else (2.4, 12.92), no_auto_bright=True, bright=bright,
+                    output_bps=16, use_camera_wb=True, user_flip=0, demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
                 )
             results.append(torch.from_numpy(img.astype(np.float32) / 65535).permute(2, 0, 1))
     return results[0], results[1]

@@ -85,6 +85,7 @@ class TrainConfig:
     export_dtype: str = "fp32"
     enhance_gt: str | None = None  # SID: folder of enhancement ground truths
     expert: str = "C"  # FiveK: whose retouching
+    exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
 
     @property
     def base_lr(self) -> float:

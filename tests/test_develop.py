@@ -259,3 +259,16 @@ def test_ctrl_c_stops_after_the_current_file(tiny_weights, batch, tmp_path):
     done = len(list(out.glob("*.png")))
     assert f"interrupted: {done} of {len(batch)} files developed" in err
     _all_complete(out)
+
+
+def test_new_user_default_develop_of_the_shipped_example(tmp_path, monkeypatch):
+    """No weights installed by the user: the shipped default style develops the shipped raw."""
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(tmp_path / "nothing"))
+    from tests.conftest import EXAMPLE_DNG
+
+    result = _run(EXAMPLE_DNG, "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    img = np.asarray(Image.open(tmp_path / "sony_a7r3_iso3200_crop.jpg")).astype(np.float32)
+    assert img.shape == (640, 960, 3)
+    assert 10 < img.mean() < 200 and img.std() > 5  # a picture, not black, white or flat
+    assert img[..., 2].mean() > img[..., 0].mean()  # the stage light is blue

@@ -45,10 +45,13 @@ def test_tiled_equals_untiled_paper_model(paper_nets, packed_1024x1536):
     assert _relative_psnr(xyz_t, xyz_w) >= 45
     assert _relative_psnr(srgb_t, srgb_w) >= 45
 
-    # No seams: the difference is not concentrated on any row or column (tile borders).
-    diff = (srgb_t - srgb_w).abs().mean(dim=0)
-    for profile in (diff.mean(dim=0), diff.mean(dim=1)):
-        assert profile.max() < 3 * profile.median()
+    # No seams: along no row or column (tile borders included) does the tiled image differ by
+    # as much as one 8-bit level on average (the worst measured: a quarter of one).
+    for tiled_img, whole_img in ((xyz_t, xyz_w), (srgb_t, srgb_w)):
+        diff = (tiled_img - whole_img).abs().mean(dim=0)
+        span = float(whole_img.max() - whole_img.min())
+        for profile in (diff.mean(dim=0), diff.mean(dim=1)):
+            assert profile.max() < span / 255
 
 
 def test_without_shared_global_vector_tiles_would_jump(paper_nets, packed_1024x1536):

@@ -105,11 +105,20 @@ def test_no_global_block_option():
 
 
 def test_training_backward_through_both_stages():
-    """In-place activations must not break autograd; every parameter gets a gradient."""
+    """In-place activations must not break autograd; every parameter gets a gradient.
+
+    One update first: a residual block's first conv gets no gradient while the block's last
+    conv is still at its zero initialisation.
+    """
     model = CameraNet(RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY)))
     packed = torch.rand(2, 4, 32, 32)
-    xyz, srgb = model(packed, torch.tensor([1e-3, 1e-2]), torch.tensor([[2.0, 1.0, 1.5]] * 2), torch.eye(3).expand(2, 3, 3))
-    (xyz.abs().mean() + srgb.abs().mean()).backward()
+    args = (packed, torch.tensor([1e-3, 1e-2]), torch.tensor([[2.0, 1.0, 1.5]] * 2), torch.eye(3).expand(2, 3, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        xyz, srgb = model(*args)
+        (xyz.abs().mean() + srgb.abs().mean()).backward()
+        opt.step()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
@@ -137,3 +146,17 @@ def test_config_rejects_unknown():
         config_from_dict({"net": "denoise"})
     with pytest.raises(ValueError, match="unknown config fields"):
         config_from_dict({**config_to_dict(restore_config()), "dropout": 0.1})
+
+
+def test_residual_branches_start_as_identity():
+    """Enhance-Net's residual blocks start as the identity; plain blocks are He-initialised."""
+    from camnet_cli.model.networks import Block
+
+    enhance, restore = EnhanceNet(enhance_config("lite")), RestoreNet(restore_config("lite"))
+    residual = [m for m in enhance.modules() if isinstance(m, Block)]
+    plain = [m for m in restore.modules() if isinstance(m, Block)]
+    assert residual and all(b.residual and torch.count_nonzero(b.conv2.weight) == 0 for b in residual)
+    assert all(not b.residual and b.conv2.weight.std() > 0.01 for b in plain)
+    with torch.no_grad():  # so a random Enhance-Net keeps a sane output scale
+        out = enhance(torch.rand(1, 3, 64, 64))
+    assert out.abs().max() < 50

@@ -201,6 +201,7 @@ def test_perceptual_loss_from_a_local_file(photos, tmp_path):
         (["train-restore", "--data-root", "{empty}"], "photographs"),
         (["train-restore", "--resume", "{empty}/nothing.safetensors"], "no such checkpoint"),
         (["train-restore", "--patch-size", "48"], "multiple of 32"),
+        (["train-enhance", "--exposure", "1,0.5"], "--exposure"),
         (["finetune", "--restore", "{empty}/r.safetensors", "--enhance", "{empty}/e.safetensors"], "No such file"),
         (["eval", "--data-root", "{empty}"], "--enhance"),
     ],

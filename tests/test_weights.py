@@ -109,3 +109,17 @@ def test_unknown_style_lists_installed_and_how_to_train(tmp_path, user_dir, monk
     assert "\n" not in message
     with pytest.raises(WeightsError, match="no such weight file"):
         find_weights(str(tmp_path / "missing.safetensors"), "enhance")
+
+
+def test_shipped_weights_are_a_matched_default_style():
+    """weights/ holds the default style and the restoration weights it was fine-tuned with."""
+    from camnet_cli.commands.develop import DEFAULT_STYLE
+    from camnet_cli.weights import SHIPPED_DIR, companion_restore
+
+    style = SHIPPED_DIR / f"enhance-{DEFAULT_STYLE}.safetensors"
+    info = read_info(style)
+    assert info.stage == "enhance" and info.style == DEFAULT_STYLE and info.noise_range
+    assert companion_restore(style) == SHIPPED_DIR / f"restore-{info.extra['restore']}.safetensors"
+    restore, _ = load_weights(companion_restore(style), "restore")
+    enhance, _ = load_weights(style, "enhance")
+    assert restore.config.channels == enhance.config.channels

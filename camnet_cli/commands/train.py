@@ -24,6 +24,9 @@ Dataset = Annotated[str, typer.Option(help=f"{', '.join(DATASETS)}.", rich_help_
 DataRoot = Annotated[Path, typer.Option(help="The dataset's folder (synthetic: any folder of photographs).", rich_help_panel=DATA)]
 EnhanceGT = Annotated[Path | None, typer.Option(help="SID: folder of enhancement ground truths (default: built-in auto-enhancement).", rich_help_panel=DATA)]
 Expert = Annotated[str, typer.Option(help="FiveK: whose retouching, A-E (the paper: C).", rich_help_panel=DATA)]
+Exposure = Annotated[
+    str | None, typer.Option(help="Synthetic: exposure range of the raws relative to the photos, LO,HI (default 0.25,1).", rich_help_panel=DATA)
+]
 Model = Annotated[str, typer.Option(help="Network size: paper or lite.", rich_help_panel=RUN)]
 Steps = Annotated[int, typer.Option(help="Training steps.", min=1, rich_help_panel=RUN)]
 PatchSize = Annotated[int, typer.Option(help="Patch side in pixels, a multiple of 32 (the paper: 1024).", min=32, rich_help_panel=RUN)]
@@ -53,8 +56,8 @@ def train_restore(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, seed: Seed = 0, workers: Workers = 2,
     output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, name: Name = "default", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", device: Device = "auto", precision: Precision = "auto",
-    compile_: Compile = False, quiet: Quiet = False,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, device: Device = "auto",
+    precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
     one_stage: Annotated[bool, typer.Option("--one-stage", help="Train the one-stage baseline instead: one UNet from raw to the final sRGB (paper §IV-C).", rich_help_panel=RUN)] = False,
 ) -> None:
     """Step 1a: train Restore-Net (demosaicking, denoising) on the restoration ground truth (paper Eq. 5).
@@ -69,8 +72,9 @@ def train_enhance(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, seed: Seed = 0, workers: Workers = 2,
     output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, name: Name = "natural", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01,
-    device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, perceptual: Perceptual = None,
+    perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto", compile_: Compile = False,
+    quiet: Quiet = False,
 ) -> None:
     """Step 1b: train Enhance-Net (a style) from the restoration ground truth to the final image (paper Eq. 6).
 
@@ -87,8 +91,8 @@ def finetune(
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
     seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/finetune"), resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, name: Name = "natural",
-    export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", perceptual: Perceptual = None,
-    perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
+    export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
+    perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
     """Step 2: fine-tune both networks together on the joint loss (paper Eq. 7).
@@ -106,6 +110,13 @@ def _run(stage: str, options: dict) -> None:
         raise usage_error(f"--dataset {options['dataset']}: use one of {', '.join(DATASETS)}")
     if options["export_dtype"] not in ("fp32", "fp16", "bf16"):
         raise usage_error(f"--export-dtype {options['export_dtype']}: use fp32, fp16 or bf16")
+    if options.get("exposure"):
+        try:
+            lo, hi = (float(v) for v in options["exposure"].split(","))
+            assert 0 < lo <= hi
+        except (ValueError, AssertionError):
+            raise usage_error(f"--exposure {options['exposure']}: use LO,HI with 0 < LO <= HI") from None
+        options = {**options, "exposure": (lo, hi)}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     renames = {"compile_": "compile", "restore": "restore_init", "enhance": "enhance_init"}
     values = {renames.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in options.items()}

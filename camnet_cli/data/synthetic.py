@@ -35,6 +35,13 @@ CAMERA_MATRICES = np.array(
         [[0.6640, -0.1847, -0.0503], [-0.5238, 1.3010, 0.2474], [-0.0993, 0.1673, 0.6527]],
     ]
 )
+# The exposure of a synthetic raw relative to the photo's (log-uniform): half, give or take half a
+# stop. Cameras meter so that the raw keeps about a stop of headroom below their JPEG, which the
+# JPEG engine then brightens; the relation is consistent, so Enhance-Net can learn it. A wide
+# range would make dark scenes and underexposed bright ones indistinguishable (measured: the
+# validation PSNR of Enhance-Net stalls near 20 dB with exposures between 1/4 and 1).
+EXPOSURE_RANGE = (0.35, 0.71)
+EVAL_EXPOSURE = 0.5
 # Cameras whose calibrated noise the synthetic raws take (noise.CALIBRATIONS keys), and the ISO range.
 NOISE_CAMERAS = (("SONY", "ILCE-7SM2"), ("SONY", "ILCE-7RM3"))
 ISO_RANGE = (100.0, 25600.0)
@@ -77,7 +84,7 @@ class SyntheticDataset(Dataset):
         photos: list[Path],
         patch: int,
         seed: int = 0,
-        exposure: tuple[float, float] = (1 / 16, 1.0),
+        exposure: tuple[float, float] = EXPOSURE_RANGE,
         scale: tuple[float, float] = (0.35, 1.0),
         length: int = 2**31 - 1,
     ) -> None:
@@ -146,7 +153,7 @@ def random_noise(rng: np.random.Generator) -> noise.NoiseProfile:
 
 
 def synthesize(
-    srgb: torch.Tensor, rng: np.random.Generator, exposure: tuple[float, float] = (1 / 16, 1.0), profile: noise.NoiseProfile | None = None
+    srgb: torch.Tensor, rng: np.random.Generator, exposure: tuple[float, float] = EXPOSURE_RANGE, profile: noise.NoiseProfile | None = None
 ) -> dict[str, torch.Tensor]:
     """One training sample from an sRGB patch: a random camera, exposure and noise."""
     xyz_to_cam, wb = random_camera(rng)
@@ -190,5 +197,6 @@ class SyntheticEvalSet(Dataset):
         nh, nw = int(h * f) // 2 * 2, int(w * f) // 2 * 2
         img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
         rng = sample_rng(self.seed, index)
-        # The photo's own exposure: LibRaw's classical pipeline (the baseline) does no tone mapping.
-        return synthesize(img, rng, exposure=(1.0, 1.0), profile=noise.from_table("SONY", "ILCE-7RM3", iso))
+        sample = synthesize(img, rng, exposure=(EVAL_EXPOSURE, EVAL_EXPOSURE), profile=noise.from_table("SONY", "ILCE-7RM3", iso))
+        sample["exposure"] = torch.tensor(EVAL_EXPOSURE)  # lets the LibRaw baseline compensate it
+        return sample

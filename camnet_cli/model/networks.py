@@ -31,11 +31,19 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Conv2d:
 def _init(module: nn.Module) -> None:
     """He initialisation for LeakyReLU(0.2), zero biases: the signal keeps its scale through
     the 20-odd layers (PyTorch's default shrinks it at every layer, and a random network's
-    output would barely depend on its input)."""
+    output would barely depend on its input).
+
+    A residual block's last conv starts at zero, so the block starts as the identity: added
+    up over Enhance-Net's nine residual blocks, He-initialised branches would multiply the
+    signal's variance by hundreds and training would crawl (SkipInit, De & Smith 2020;
+    Fixup, Zhang et al. 2019).
+    """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.kaiming_normal_(module.weight, a=_SLOPE, nonlinearity="leaky_relu")
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+    if isinstance(module, Block) and module.residual:
+        nn.init.zeros_(module.conv2.weight)
 
 
 class Block(nn.Module):
