@@ -86,6 +86,7 @@ class TrainConfig:
     enhance_gt: str | None = None  # SID: folder of enhancement ground truths
     expert: str = "C"  # FiveK: whose retouching
     exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
+    scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
 
     @property
     def base_lr(self) -> float:
@@ -124,7 +125,7 @@ def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
     if cfg.stage in ("enhance", "joint"):
         nets["enhance"] = load_weights(cfg.enhance_init, "enhance")[0] if cfg.enhance_init else EnhanceNet(enhance_config(cfg.model))
     if cfg.stage == "onestage":
-        nets["onestage"] = OneStageNet(onestage_config(cfg.model))
+        nets["onestage"] = load_weights(cfg.restore_init, "onestage")[0] if cfg.restore_init else OneStageNet(onestage_config(cfg.model))
     if cfg.stage == "joint" and not (cfg.restore_init and cfg.enhance_init):
         raise TrainError("finetune needs --restore and --enhance weights from the first training step")
     return nets

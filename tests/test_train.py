@@ -202,6 +202,9 @@ def test_perceptual_loss_from_a_local_file(photos, tmp_path):
         (["train-restore", "--resume", "{empty}/nothing.safetensors"], "no such checkpoint"),
         (["train-restore", "--patch-size", "48"], "multiple of 32"),
         (["train-enhance", "--exposure", "1,0.5"], "--exposure"),
+        (["train-restore", "--scale", "0.5,2"], "--scale"),
+        (["train-restore", "--scale", "half"], "--scale"),
+        (["train-restore", "--init", "{empty}/nothing.safetensors"], "--init"),
         (["finetune", "--restore", "{empty}/r.safetensors", "--enhance", "{empty}/e.safetensors"], "No such file"),
         (["eval", "--data-root", "{empty}"], "--enhance"),
     ],
@@ -232,3 +235,37 @@ def test_exported_weights_develop_with_the_engine(photos, tmp_path):
     net, info = load_weights(tmp_path / "restore-default.safetensors", "restore")
     assert net.config == restore_config("lite") and info.extra["trained_steps"] == "2"
     assert EnhanceNet  # the enhance side is covered by the whole-path test
+
+
+def test_init_starts_from_given_weights(photos, tmp_path):
+    """--init: training starts from a weight file's networks, with a fresh optimiser and schedule."""
+    from safetensors.torch import load_file
+
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path / "a", "--steps", "3", "--checkpoint-every", "3", "--validate-every", "3", "--lr", "1e-3", "--seed", "1", *FAST)
+    start = tmp_path / "a" / "restore-default.safetensors"
+    for run, extra in (("b", ["--init", start]), ("c", [])):  # a learning rate so small that the weights stay where they start
+        _cli("train-restore", "--data-root", photos, "-o", tmp_path / run, "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1", "--lr", "1e-12", *extra, *FAST)
+    a, b, c = (load_file(tmp_path / r / "restore-default.safetensors") for r in "abc")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.safetensors")[0]["step"] == "1"
+
+
+def test_scale_sets_the_synthetic_patches_sharpness(tmp_path):
+    """--scale reaches the synthetic dataset: strong downscaling gives patches with more fine detail."""
+    from camnet_cli.data import synthetic
+
+    img = (scene(512, 512, seed=3).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img[::-1]).save(tmp_path / "b.png")
+
+    def detail(scale):
+        data = synthetic.SyntheticDataset([tmp_path / "a.png"], 64, seed=0, scale=scale)
+        x = torch.stack([data[i]["srgb"] for i in range(8)])
+        return (x[..., 1:] - x[..., :-1]).abs().mean().item()
+
+    assert detail((0.125, 0.125)) > 1.5 * detail((1.0, 1.0))
+    from camnet_cli.data.datasets import make_datasets
+
+    train_set, _, _ = make_datasets(TrainConfig(stage="restore", data_root=str(tmp_path), patch_size=64, scale=(0.2, 0.3)))
+    assert train_set.scale == (0.2, 0.3)

@@ -25,7 +25,15 @@ DataRoot = Annotated[Path, typer.Option(help="The dataset's folder (synthetic: a
 EnhanceGT = Annotated[Path | None, typer.Option(help="SID: folder of enhancement ground truths (default: built-in auto-enhancement).", rich_help_panel=DATA)]
 Expert = Annotated[str, typer.Option(help="FiveK: whose retouching, A-E (the paper: C).", rich_help_panel=DATA)]
 Exposure = Annotated[
-    str | None, typer.Option(help="Synthetic: exposure range of the raws relative to the photos, LO,HI (default 0.25,1).", rich_help_panel=DATA)
+    str | None, typer.Option(help="Synthetic: exposure range of the raws relative to the photos, LO,HI (default 0.35,0.71).", rich_help_panel=DATA)
+]
+Scale = Annotated[
+    str | None,
+    typer.Option(help="Synthetic: how much the photos are downscaled before cropping, LO,HI in (0, 1] (default 0.35,1); smaller is sharper.", rich_help_panel=DATA),
+]
+Init = Annotated[
+    Path | None,
+    typer.Option(help="Start from these weights (a weight file, e.g. a shipped one) with a fresh optimiser and schedule.", rich_help_panel=RUN),
 ]
 Model = Annotated[str, typer.Option(help="Network size: paper or lite.", rich_help_panel=RUN)]
 Steps = Annotated[int, typer.Option(help="Training steps.", min=1, rich_help_panel=RUN)]
@@ -56,8 +64,8 @@ def train_restore(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, seed: Seed = 0, workers: Workers = 2,
     output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, name: Name = "default", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, device: Device = "auto",
-    precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
+    device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
     one_stage: Annotated[bool, typer.Option("--one-stage", help="Train the one-stage baseline instead: one UNet from raw to the final sRGB (paper §IV-C).", rich_help_panel=RUN)] = False,
 ) -> None:
     """Step 1a: train Restore-Net (demosaicking, denoising) on the restoration ground truth (paper Eq. 5).
@@ -72,9 +80,9 @@ def train_enhance(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, seed: Seed = 0, workers: Workers = 2,
     output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, name: Name = "natural", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, perceptual: Perceptual = None,
-    perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto", compile_: Compile = False,
-    quiet: Quiet = False,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
+    perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
+    compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
     """Step 1b: train Enhance-Net (a style) from the restoration ground truth to the final image (paper Eq. 6).
 
@@ -92,7 +100,7 @@ def finetune(
     seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/finetune"), resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, name: Name = "natural",
     export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
-    perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
+    scale: Scale = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
     """Step 2: fine-tune both networks together on the joint loss (paper Eq. 7).
@@ -110,15 +118,14 @@ def _run(stage: str, options: dict) -> None:
         raise usage_error(f"--dataset {options['dataset']}: use one of {', '.join(DATASETS)}")
     if options["export_dtype"] not in ("fp32", "fp16", "bf16"):
         raise usage_error(f"--export-dtype {options['export_dtype']}: use fp32, fp16 or bf16")
-    if options.get("exposure"):
-        try:
-            lo, hi = (float(v) for v in options["exposure"].split(","))
-            assert 0 < lo <= hi
-        except (ValueError, AssertionError):
-            raise usage_error(f"--exposure {options['exposure']}: use LO,HI with 0 < LO <= HI") from None
-        options = {**options, "exposure": (lo, hi)}
+    for key, top in (("exposure", None), ("scale", 1.0)):
+        if options.get(key):
+            options = {**options, key: _range(key, options[key], top)}
+    if options.get("init") is not None and not Path(options["init"]).is_file():
+        raise usage_error(f"--init {options['init']}: no such file")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    renames = {"compile_": "compile", "restore": "restore_init", "enhance": "enhance_init"}
+    init_field = "enhance_init" if stage == "enhance" else "restore_init"
+    renames = {"compile_": "compile", "restore": "restore_init", "enhance": "enhance_init", "init": init_field}
     values = {renames.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     cfg = TrainConfig(stage=stage, **{k: v for k, v in values.items() if k in fields})
     resume = _checkpoint(options["resume"], Path(cfg.output))
@@ -153,6 +160,18 @@ def _run(stage: str, options: dict) -> None:
         for stage_name, path in files.items():
             stderr.print(f"wrote {stage_name} weights: {path}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK)
+
+
+def _range(name: str, text: str, top: float | None) -> tuple[float, float]:
+    """LO,HI from an option, with 0 < LO <= HI (<= top)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+        if not 0 < lo <= hi or (top is not None and hi > top):
+            raise ValueError
+    except ValueError:
+        bound = f" <= {top:g}" if top is not None else ""
+        raise usage_error(f"--{name} {text}: use LO,HI with 0 < LO <= HI{bound}") from None
+    return lo, hi
 
 
 def _checkpoint(resume: str | None, output: Path) -> Path | None:

@@ -28,8 +28,9 @@ def make_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, str]:
             raise DatasetError(f"{root}: synthetic training needs a folder of at least 2 photographs (jpg, png, tif)")
         train_photos, val_photos = synthetic.split(photos, "train"), synthetic.split(photos, "val")
         exposure = tuple(cfg.exposure) if cfg.exposure else synthetic.EXPOSURE_RANGE
-        train = synthetic.SyntheticDataset(train_photos, cfg.patch_size, seed=cfg.seed, exposure=exposure)
-        val = synthetic.SyntheticDataset(val_photos or train_photos, cfg.patch_size, seed=cfg.seed + 1_000_003, exposure=exposure)
+        scale = tuple(cfg.scale) if cfg.scale else synthetic.SCALE_RANGE
+        train = synthetic.SyntheticDataset(train_photos, cfg.patch_size, seed=cfg.seed, exposure=exposure, scale=scale)
+        val = synthetic.SyntheticDataset(val_photos or train_photos, cfg.patch_size, seed=cfg.seed + 1_000_003, exposure=exposure, scale=scale)
         note = f"synthetic raws from {len(train_photos)} photographs in {root.name} ({len(val_photos)} held out)"
         return train, val, note
     from camnet_cli.data import real

@@ -42,6 +42,10 @@ CAMERA_MATRICES = np.array(
 # validation PSNR of Enhance-Net stalls near 20 dB with exposures between 1/4 and 1).
 EXPOSURE_RANGE = (0.35, 0.71)
 EVAL_EXPOSURE = 0.5
+# How much a photograph is downscaled before a patch is cut (log-uniform). Photographs are
+# softer per pixel than a raw (lens, the camera's demosaicking, JPEG); downscaling restores
+# the per-pixel detail a sensor records, which Restore-Net has to learn to keep.
+SCALE_RANGE = (0.35, 1.0)
 # Cameras whose calibrated noise the synthetic raws take (noise.CALIBRATIONS keys), and the ISO range.
 NOISE_CAMERAS = (("SONY", "ILCE-7SM2"), ("SONY", "ILCE-7RM3"))
 ISO_RANGE = (100.0, 25600.0)
@@ -85,7 +89,7 @@ class SyntheticDataset(Dataset):
         patch: int,
         seed: int = 0,
         exposure: tuple[float, float] = EXPOSURE_RANGE,
-        scale: tuple[float, float] = (0.35, 1.0),
+        scale: tuple[float, float] = SCALE_RANGE,
         length: int = 2**31 - 1,
     ) -> None:
         if not photos:
