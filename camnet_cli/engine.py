@@ -211,7 +211,7 @@ class Engine:
     def restore(self, packed: np.ndarray | torch.Tensor, omega: float) -> torch.Tensor:
         """Packed raw (4, h, w) + noise level -> linear camera RGB (3, 2h, 2w), float32 on the CPU."""
         planes = torch.as_tensor(packed, dtype=torch.float32)[None]
-        x = RestoreNet.prepare(planes, omega)
+        x = self.restore_net.prepare(planes, omega)
         return RestoreNet.finish(self._run("restore", self.restore_net, x))[0].cpu()
 
     def enhance(self, xyz: torch.Tensor) -> torch.Tensor:

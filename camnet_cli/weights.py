@@ -163,17 +163,17 @@ def _read_header(path: Path) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
             start = f.read(8)
-            if start[:2] == b"PK" or start[:1] == b"\x80":
-                raise WeightsError(
-                    f"{path}: a pickled PyTorch checkpoint; camnet loads only .safetensors weights, "
-                    "because unpickling a file can run any code"
-                )
-            if len(start) < 8:
-                raise WeightsError(f"{path}: not a safetensors file (too short)")
-            (size,) = struct.unpack("<Q", start)
-            if size > 100_000_000:
-                raise WeightsError(f"{path}: not a safetensors file")
-            raw = f.read(size)
+            (size,) = struct.unpack("<Q", start) if len(start) == 8 else (0,)
+            # A safetensors file: an 8-byte header length, then the JSON header. Checked first,
+            # as the length's first byte may be anything, 0x80 (pickle's first byte) included.
+            raw = f.read(size) if 0 < size <= min(100_000_000, path.stat().st_size - 8) else b""
+            if not raw.startswith(b"{"):
+                if start[:2] == b"PK" or start[:1] == b"\x80":
+                    raise WeightsError(
+                        f"{path}: a pickled PyTorch checkpoint; camnet loads only .safetensors weights, "
+                        "because unpickling a file can run any code"
+                    )
+                raise WeightsError(f"{path}: not a safetensors file" + (" (too short)" if len(start) < 8 else ""))
     except OSError as e:
         raise WeightsError(f"{path}: cannot be read ({e.strerror or e})") from None
     try:

@@ -151,7 +151,8 @@ def test_tiled_and_whole_agree(tmp_path, monkeypatch):
     raw = synthetic_raw(height=1024, width=1536)
     write_synthetic_dng(tmp_path / "big.dng", raw)
     packed = torch.nn.functional.pixel_unshuffle(raw.mosaic.clamp(0, 1)[None], 2)
-    restore = _calibrate(RestoreNet(restore_config("lite")), RestoreNet.prepare(packed, 1e-3))
+    net = RestoreNet(restore_config("lite"))
+    restore = _calibrate(net, net.prepare(packed, 1e-3))
     frame = load_frame(tmp_path / "big.dng")
     with torch.no_grad():  # what Enhance-Net will see: the restoration, white-balanced, in XYZ
         xyz = camera_to_xyz(restore(torch.from_numpy(frame.packed)[None], frame.noise.omega), frame.wb, frame.cam_to_xyz)

@@ -87,6 +87,18 @@ def test_noise_level_reaches_the_network():
         assert not torch.allclose(restore(x, 1e-4), restore(x, 1e-1))
 
 
+def test_noise_plane_is_on_a_log_scale():
+    """The noise plane spans about -1.2..1.7 over ISO 100..25600 (omega 6e-6..5e-3), not 1e-5..1e-2."""
+    x = torch.rand(2, 4, 8, 8)
+    plane = RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, torch.tensor([6.1e-6, 5.1e-3]))[:, 4]
+    assert plane[0].unique().item() == pytest.approx(-1.21, abs=0.01) and plane[1].unique().item() == pytest.approx(1.71, abs=0.01)
+    legacy = RestoreNet(RestoreNetConfig(channels=TINY, noise_map="omega")).prepare(x, 1e-3)[:, 4]
+    assert legacy.unique().item() == pytest.approx(1e-3)
+    assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, 0.0)[:, :4], x)  # omega 0 is finite
+    with pytest.raises(ValueError, match="noise_map"):
+        RestoreNet(RestoreNetConfig(channels=TINY, noise_map="sigma"))
+
+
 def test_global_vector_is_used_and_replaceable():
     """A tile given the whole image's pooled features differs from the tile on its own."""
     net = RestoreNet(RestoreNetConfig(channels=TINY)).eval()

@@ -123,3 +123,37 @@ def test_shipped_weights_are_a_matched_default_style():
     restore, _ = load_weights(companion_restore(style), "restore")
     enhance, _ = load_weights(style, "enhance")
     assert restore.config.channels == enhance.config.channels
+
+
+def test_files_from_before_the_noise_map_field_feed_omega_itself(tmp_path):
+    """Weight files written before RestoreNetConfig.noise_map existed load with the plane they were trained on."""
+    import json
+
+    from safetensors import safe_open
+
+    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    save_weights(tmp_path / "new.safetensors", net)
+    assert load_weights(tmp_path / "new.safetensors")[0].config.noise_map == "log"
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(header["config"])
+    del config["noise_map"]
+    save_file(tensors, tmp_path / "old.safetensors", metadata={**header, "config": json.dumps(config)})
+    assert load_weights(tmp_path / "old.safetensors")[0].config.noise_map == "omega"
+    config["noise_map"] = "sigma"
+    save_file(tensors, tmp_path / "bad.safetensors", metadata={**header, "config": json.dumps(config)})
+    with pytest.raises(WeightsError, match="noise_map"):
+        load_weights(tmp_path / "bad.safetensors")
+
+
+def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path):
+    """The safetensors header length is little-endian; its first byte may be 0x80, pickle's opcode."""
+    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    for pad in range(256):
+        save_weights(tmp_path / "w.safetensors", net, training_data="x" * pad)
+        if (tmp_path / "w.safetensors").read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    loaded, info = load_weights(tmp_path / "w.safetensors")
+    assert loaded.config == net.config and info.training_data.startswith("x")

@@ -21,6 +21,12 @@ class RestoreNetConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
     # Packed RGGB planes plus one noise-level plane (paper Eq. 2: omega = shot + read^2).
     in_channels: int = 5
+    # How omega fills the noise plane. "log": log10(omega) + 4, about -1.2 at ISO 100 and +1.7 at
+    # ISO 25600 on a modern full-frame sensor. "omega": the value itself, as the paper writes it;
+    # omega spans 6e-6 to 5e-3 there, so small beside the pixels that a network trained for
+    # 20,000 steps ignored it (its output at ISO 400 did not change when told ISO 100 or 25600),
+    # and could not adapt its denoising to the noise. Files without the field used "omega".
+    noise_map: str = "log"
     # Dilation of the first conv of each level's block; Restore-Net uses none.
     dilations: tuple[int, ...] = (1, 1, 1, 1, 1)
     # Blocks add their input back; only Enhance-Net's do (paper Fig. 4 caption).
@@ -60,6 +66,7 @@ class OneStageNetConfig:
 
     channels: tuple[int, ...] = (45, 90, 180, 360, 720)
     in_channels: int = 5
+    noise_map: str = "log"
     dilations: tuple[int, ...] = (1, 1, 1, 1, 1)
     residual: bool = False
     global_block: bool = True
@@ -112,4 +119,6 @@ def config_from_dict(data: dict) -> Config:
     for key, value in data.items():
         if isinstance(value, list):
             data[key] = tuple(value)
+    if "noise_map" in names and "noise_map" not in data:
+        data["noise_map"] = "omega"  # written before the field existed
     return cls(**data)
