@@ -17,11 +17,11 @@ LAMBDA = {"fivek": 0.1, "hdrplus": 0.5, "sid": 0.9, "synthetic": 0.5}
 _LOG_EPS = 1e-4  # the authors' code: log(max(x, 0) + 1e-4)
 
 
-def restore_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 5: ||I_r - G_r||_1 + ||log max(I_r, eps) - log max(G_r, eps)||_1, both as means."""
+def restore_loss(pred: torch.Tensor, target: torch.Tensor, log_weight: float = 1.0) -> torch.Tensor:
+    """Eq. 5: ||I_r - G_r||_1 + w ||log max(I_r, eps) - log max(G_r, eps)||_1, both as means (w = 1 in the paper)."""
     log_pred = torch.log(pred.clamp(min=0) + _LOG_EPS)
     log_target = torch.log(target.clamp(min=0) + _LOG_EPS)
-    return F.l1_loss(pred, target) + F.l1_loss(log_pred, log_target)
+    return F.l1_loss(pred, target) + log_weight * F.l1_loss(log_pred, log_target)
 
 
 def enhance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ class TrainConfig:
     batch_size: int = 1  # the paper: 1
     lr: float | None = None  # default 1e-4, fine-tuning 1e-5 (paper §IV-B)
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
+    log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
     seed: int = 0
     workers: int = 2
     checkpoint_every: int = 1000
@@ -141,7 +142,7 @@ def _forward(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg: Tr
     if "restore" in nets:
         camera = nets["restore"](batch["packed"], batch["omega"])
         xyz = color.camera_to_xyz(camera.float(), batch["wb"], batch["cam_to_xyz"])
-        terms["restore"] = losses.restore_loss(xyz, batch["xyz"])
+        terms["restore"] = losses.restore_loss(xyz, batch["xyz"], cfg.log_weight)
     if cfg.stage == "restore":
         return terms["restore"], terms, (xyz, batch["xyz"])
     enhance_in = xyz if cfg.stage == "joint" else batch["xyz"]  # Enhance-Net alone learns on the ground truth

@@ -51,6 +51,7 @@ def test_schedule_and_losses():
     # L1 0.25 plus |log(0.75+1e-4) - log(0.5+1e-4)|
     expected = 0.25 + abs(np.log(0.7501) - np.log(0.5001))
     assert losses.restore_loss(x + 0.25, x).item() == pytest.approx(expected, rel=1e-5)
+    assert losses.restore_loss(x + 0.25, x, log_weight=0.1).item() == pytest.approx(0.25 + 0.1 * (expected - 0.25), rel=1e-5)
     assert losses.joint_loss(torch.tensor(2.0), torch.tensor(4.0), 0.9).item() == pytest.approx(2.2)
     assert TrainConfig(stage="joint").base_lr == 1e-5 and TrainConfig(stage="restore").base_lr == 1e-4
     assert TrainConfig(stage="joint", dataset="sid").weight_lambda == 0.9
@@ -204,6 +205,7 @@ def test_perceptual_loss_from_a_local_file(photos, tmp_path):
         (["train-enhance", "--exposure", "1,0.5"], "--exposure"),
         (["train-restore", "--scale", "0.5,2"], "--scale"),
         (["train-restore", "--scale", "half"], "--scale"),
+        (["train-restore", "--log-weight", "-1"], "--log-weight"),
         (["train-restore", "--init", "{empty}/nothing.safetensors"], "--init"),
         (["finetune", "--restore", "{empty}/r.safetensors", "--enhance", "{empty}/e.safetensors"], "No such file"),
         (["eval", "--data-root", "{empty}"], "--enhance"),
