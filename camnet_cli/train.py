@@ -45,7 +45,7 @@ from camnet_cli.model import (
     onestage_config,
     restore_config,
 )
-from camnet_cli.weights import load_weights, save_weights
+from camnet_cli.weights import WeightsError, load_weights, save_weights
 
 STAGES = ("restore", "enhance", "joint", "onestage")
 _CHECKPOINT_FORMAT = "camnet-checkpoint/1"
@@ -119,14 +119,32 @@ class Progress:
 # --- networks of a stage -------------------------------------------------------------------
 
 
+def _initial_net(path: str, stage: str) -> nn.Module:
+    """The network to start from: a weight file, or a training checkpoint that holds ``stage``."""
+    try:
+        return load_weights(path, stage)[0]
+    except WeightsError as error:
+        try:
+            header, tensors = load_checkpoint(Path(path))
+        except TrainError:
+            raise error from None
+    saved = json.loads(header["nets"])
+    if stage not in saved:
+        article = "an" if stage[0] in "aeiou" else "a"
+        raise TrainError(f"{path}: a checkpoint without {article} {stage} network")
+    net = build(config_from_dict(saved[stage]))
+    net.load_state_dict({k[len(f"net.{stage}.") :]: v for k, v in tensors.items() if k.startswith(f"net.{stage}.")})
+    return net
+
+
 def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
     nets: dict[str, nn.Module] = {}
     if cfg.stage in ("restore", "joint"):
-        nets["restore"] = load_weights(cfg.restore_init, "restore")[0] if cfg.restore_init else RestoreNet(restore_config(cfg.model))
+        nets["restore"] = _initial_net(cfg.restore_init, "restore") if cfg.restore_init else RestoreNet(restore_config(cfg.model))
     if cfg.stage in ("enhance", "joint"):
-        nets["enhance"] = load_weights(cfg.enhance_init, "enhance")[0] if cfg.enhance_init else EnhanceNet(enhance_config(cfg.model))
+        nets["enhance"] = _initial_net(cfg.enhance_init, "enhance") if cfg.enhance_init else EnhanceNet(enhance_config(cfg.model))
     if cfg.stage == "onestage":
-        nets["onestage"] = load_weights(cfg.restore_init, "onestage")[0] if cfg.restore_init else OneStageNet(onestage_config(cfg.model))
+        nets["onestage"] = _initial_net(cfg.restore_init, "onestage") if cfg.restore_init else OneStageNet(onestage_config(cfg.model))
     if cfg.stage == "joint" and not (cfg.restore_init and cfg.enhance_init):
         raise TrainError("finetune needs --restore and --enhance weights from the first training step")
     return nets

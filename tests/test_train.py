@@ -251,6 +251,13 @@ def test_init_starts_from_given_weights(photos, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.safetensors")[0]["step"] == "1"
+    # a training checkpoint works as well: its network, not its optimiser or step
+    checkpoint = tmp_path / "a" / "checkpoints" / "last.safetensors"
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path / "d", "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1", "--lr", "1e-12", "--init", checkpoint, *FAST)
+    d = load_file(tmp_path / "d" / "restore-default.safetensors")
+    assert all(torch.allclose(a[k], d[k], atol=1e-6) for k in a)
+    result = runner.invoke(app, ["train-enhance", "--data-root", str(photos), "-o", str(tmp_path / "e"), "--steps", "1", "--init", str(checkpoint), *FAST])
+    assert result.exit_code == 2 and "without an enhance network" in result.stderr
 
 
 def test_scale_sets_the_synthetic_patches_sharpness(tmp_path):

@@ -33,7 +33,7 @@ Scale = Annotated[
 ]
 Init = Annotated[
     Path | None,
-    typer.Option(help="Start from these weights (a weight file, e.g. a shipped one) with a fresh optimiser and schedule.", rich_help_panel=RUN),
+    typer.Option(help="Start from these networks (a weight file, e.g. a shipped one, or a training checkpoint) with a fresh optimiser and schedule.", rich_help_panel=RUN),
 ]
 Model = Annotated[str, typer.Option(help="Network size: paper or lite.", rich_help_panel=RUN)]
 Steps = Annotated[int, typer.Option(help="Training steps.", min=1, rich_help_panel=RUN)]
@@ -96,8 +96,8 @@ def train_enhance(
 
 
 def finetune(
-    restore: Annotated[Path, typer.Option(help="Restore-Net weights from train-restore.", rich_help_panel=RUN)],
-    enhance: Annotated[Path, typer.Option(help="Enhance-Net weights from train-enhance.", rich_help_panel=RUN)],
+    restore: Annotated[Path, typer.Option(help="Restore-Net weights from train-restore (a weight file or a checkpoint).", rich_help_panel=RUN)],
+    enhance: Annotated[Path, typer.Option(help="Enhance-Net weights from train-enhance (a weight file or a checkpoint).", rich_help_panel=RUN)],
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), steps: Steps = 20_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
