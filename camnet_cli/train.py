@@ -128,13 +128,10 @@ def _initial_net(path: str, stage: str) -> nn.Module:
             header, tensors = load_checkpoint(Path(path))
         except TrainError:
             raise error from None
-    saved = json.loads(header["nets"])
-    if stage not in saved:
+    if stage not in json.loads(header["nets"]):
         article = "an" if stage[0] in "aeiou" else "a"
         raise TrainError(f"{path}: a checkpoint without {article} {stage} network")
-    net = build(config_from_dict(saved[stage]))
-    net.load_state_dict({k[len(f"net.{stage}.") :]: v for k, v in tensors.items() if k.startswith(f"net.{stage}.")})
-    return net
+    return _checkpoint_net(header, tensors, stage)
 
 
 def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
@@ -228,12 +225,25 @@ def load_checkpoint(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
     return header, tensors
 
 
+def _net_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The state dict of network ``name`` among a checkpoint's tensors."""
+    prefix = f"net.{name}."
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _checkpoint_net(header: dict[str, str], tensors: dict[str, torch.Tensor], name: str) -> nn.Module:
+    """Network ``name`` of a checkpoint, rebuilt from its config, in float32."""
+    net = build(config_from_dict(json.loads(header["nets"])[name]))
+    net.load_state_dict({k: v.float() for k, v in _net_state(tensors, name).items()})
+    return net
+
+
 def _restore_state(header: dict[str, str], tensors: dict[str, torch.Tensor], nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> tuple[int, float]:
     saved_nets = json.loads(header["nets"])
     for name, net in nets.items():
         if name not in saved_nets or config_from_dict(saved_nets[name]) != net.config:
             raise TrainError(f"the checkpoint's {name} network differs from this run's (different --model or stage?)")
-        net.load_state_dict({k[len(f"net.{name}.") :]: v for k, v in tensors.items() if k.startswith(f"net.{name}.")})
+        net.load_state_dict(_net_state(tensors, name))
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -377,9 +387,8 @@ def export(cfg: TrainConfig, out: Path, training_data: str) -> dict[str, Path]:
 
     noise_range = dataset_noise_range(cfg)
     files: dict[str, Path] = {}
-    for name, net_cfg in json.loads(header["nets"]).items():
-        net = build(config_from_dict(net_cfg))
-        net.load_state_dict({k[len(f"net.{name}.") :]: v.float() for k, v in tensors.items() if k.startswith(f"net.{name}.")})
+    for name in json.loads(header["nets"]):
+        net = _checkpoint_net(header, tensors, name)
         extra = {"trained_steps": header["step"], "best_val_psnr": header["best"]}
         if name == "enhance":
             extra["restore"] = cfg.name

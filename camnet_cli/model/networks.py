@@ -172,16 +172,11 @@ class UNet(nn.Module):
         return self.out(y.to(self.out.weight.dtype))[..., :h, :w]
 
 
-NOISE_MAPS = ("log", "omega")
-
-
-def noise_plane(omega: torch.Tensor, kind: str) -> torch.Tensor:
-    """The value of Restore-Net's noise plane for noise levels ``omega`` (see RestoreNetConfig.noise_map)."""
-    if kind == "log":
-        return torch.log10(omega.clamp_min(1e-8)) + 4
-    if kind == "omega":
-        return omega
-    raise ValueError(f"noise_map must be one of {NOISE_MAPS}, got {kind!r}")
+# What Restore-Net's noise plane holds for noise levels omega, by RestoreNetConfig.noise_map.
+NOISE_PLANES = {
+    "log": lambda omega: torch.log10(omega.clamp_min(1e-8)) + 4,
+    "omega": lambda omega: omega,
+}
 
 
 class RestoreNet(nn.Module):
@@ -195,8 +190,8 @@ class RestoreNet(nn.Module):
     def __init__(self, config: RestoreNetConfig | OneStageNetConfig) -> None:
         super().__init__()
         self.config = config
-        if config.noise_map not in NOISE_MAPS:
-            raise ValueError(f"noise_map must be one of {NOISE_MAPS}, got {config.noise_map!r}")
+        if config.noise_map not in NOISE_PLANES:
+            raise ValueError(f"noise_map must be one of {tuple(NOISE_PLANES)}, got {config.noise_map!r}")
         self.unet = UNet(config)
 
     def prepare(self, packed: torch.Tensor, omega: torch.Tensor | float) -> torch.Tensor:
@@ -204,7 +199,7 @@ class RestoreNet(nn.Module):
         if packed.dim() != 4 or packed.shape[1] != 4:
             raise ValueError(f"expected packed raw shaped (B, 4, h, w), got {tuple(packed.shape)}")
         omega = torch.as_tensor(omega, dtype=torch.float32, device=packed.device).reshape(-1, 1, 1, 1)
-        level = noise_plane(omega, self.config.noise_map).to(packed.dtype)
+        level = NOISE_PLANES[self.config.noise_map](omega).to(packed.dtype)
         return torch.cat([packed, level.expand(packed.shape[0], 1, *packed.shape[2:])], dim=1)
 
     @staticmethod
