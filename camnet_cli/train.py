@@ -45,7 +45,7 @@ from camnet_cli.model import (
     onestage_config,
     restore_config,
 )
-from camnet_cli.weights import WeightsError, load_weights, save_weights
+from camnet_cli.weights import WeightsError, load_weights, save_named
 
 STAGES = ("restore", "enhance", "joint", "onestage")
 _CHECKPOINT_FORMAT = "camnet-checkpoint/1"
@@ -388,13 +388,9 @@ def export(cfg: TrainConfig, out: Path, training_data: str) -> dict[str, Path]:
     noise_range = dataset_noise_range(cfg)
     files: dict[str, Path] = {}
     for name in json.loads(header["nets"]):
-        net = _checkpoint_net(header, tensors, name)
         extra = {"trained_steps": header["step"], "best_val_psnr": header["best"]}
-        if name == "enhance":
-            extra["restore"] = cfg.name
-        path = out / f"{name}-{cfg.name}.safetensors"
-        save_weights(path, net, style=cfg.name if name != "restore" else "", training_data=training_data, noise_range=noise_range, dtype=dtype, extra=extra)
-        files[name] = path
+        net = _checkpoint_net(header, tensors, name)
+        files[name] = save_named(out, net, cfg.name, training_data=training_data, noise_range=noise_range, dtype=dtype, extra=extra)
     return files
 
 

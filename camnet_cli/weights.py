@@ -111,6 +111,22 @@ def save_weights(
         raise
 
 
+def save_named(out_dir: Path | str, net: RestoreNet | EnhanceNet | OneStageNet, name: str, *, extra: dict[str, str] | None = None, **kwargs) -> Path:
+    """Write ``net`` as ``OUT_DIR/<stage>-<name>.safetensors`` with the style conventions.
+
+    A style (an enhance or one-stage file) carries ``name`` as its style, and an enhance file
+    names ``restore-<name>`` as the restoration it was trained with (``companion_restore``).
+    Other keyword arguments go to ``save_weights``.
+    """
+    stage = config_to_dict(net.config)["net"]
+    extra = dict(extra or {})
+    if stage == "enhance":
+        extra["restore"] = name
+    path = Path(out_dir) / f"{stage}-{name}.safetensors"
+    save_weights(path, net, style=name if stage != "restore" else "", extra=extra, **kwargs)
+    return path
+
+
 def read_info(path: Path | str) -> WeightsInfo:
     """Read a weight file's header without loading its tensors.
 

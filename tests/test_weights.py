@@ -157,3 +157,27 @@ def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path):
         pytest.fail("no padding gave a header length starting with 0x80")
     loaded, info = load_weights(tmp_path / "w.safetensors")
     assert loaded.config == net.config and info.training_data.startswith("x")
+
+
+def test_pair_script_ships_separate_nets_as_one_style(tmp_path):
+    """weights/pair.py: two separately trained files become restore-NAME and enhance-NAME, fp16,
+    the style naming its restoration so that develop finds the pair."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    restore, enhance = RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY))
+    save_weights(tmp_path / "r.safetensors", restore, training_data="tests", noise_range=(1e-4, 1e-2), extra={"trained_steps": "7", "x": "y"})
+    save_weights(tmp_path / "e.safetensors", enhance, style="draft", training_data="tests", extra={"trained_steps": "9"})
+    script = Path(__file__).parents[1] / "weights" / "pair.py"
+    args = [sys.executable, str(script), tmp_path / "r.safetensors", tmp_path / "e.safetensors", "crisp", tmp_path / "out"]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    style = tmp_path / "out" / "enhance-crisp.safetensors"
+    info = read_info(style)
+    assert info.style == "crisp" and info.extra == {"trained_steps": "9", "restore": "crisp"}
+    assert weights.companion_restore(style) == tmp_path / "out" / "restore-crisp.safetensors"
+    loaded, rinfo = load_weights(tmp_path / "out" / "restore-crisp.safetensors", "restore")
+    assert rinfo.style == "" and rinfo.extra == {"trained_steps": "7"} and rinfo.noise_range == (1e-4, 1e-2)
+    for key, value in restore.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value.half().float()), key

@@ -12,19 +12,14 @@ from pathlib import Path
 
 import torch
 
-from camnet_cli.weights import load_weights, save_weights
+from camnet_cli.weights import load_weights, save_named
 
 
 def main(restore: str, enhance: str, name: str, out: str = str(Path(__file__).parent)) -> None:
     for stage, src in (("restore", restore), ("enhance", enhance)):
         net, info = load_weights(src, stage)
         extra = {k: v for k, v in info.extra.items() if k in ("trained_steps", "best_val_psnr")}
-        if stage == "enhance":
-            extra["restore"] = name
-        save_weights(
-            Path(out) / f"{stage}-{name}.safetensors", net, style=name if stage == "enhance" else "",
-            training_data=info.training_data, noise_range=info.noise_range, dtype=torch.float16, extra=extra,
-        )
+        save_named(out, net, name, training_data=info.training_data, noise_range=info.noise_range, dtype=torch.float16, extra=extra)
 
 
 if __name__ == "__main__":
