@@ -2,8 +2,12 @@
 
 Two comparisons per image, as the paper's §IV: the restoration stage (linear XYZ) against
 the restoration ground truth, and the whole pipeline (sRGB) against the final ground truth.
-With the LibRaw baseline, the same raw goes through LibRaw's classical pipeline (AHD
-demosaic, camera white balance) into linear XYZ and into sRGB, compared the same way.
+Baselines, scored the same way on the same raws:
+- ``libraw``: LibRaw's classical pipeline (AHD demosaic, camera white balance) into linear XYZ
+  and into sRGB;
+- ``bilinear``: a plain bilinear demosaic with the file's white balance and colour matrix in
+  place of Restore-Net, then the same Enhance-Net: what Restore-Net adds over the textbook
+  demosaic, in both stages.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from camnet_cli import color, metrics
 from camnet_cli.engine import Engine
@@ -21,7 +26,7 @@ from camnet_cli.engine import Engine
 
 @dataclass
 class ImageScores:
-    """Scores of one image: per method ("camnet", "libraw"), per stage ("restore", "final")."""
+    """Scores of one image: per method ("camnet", a baseline), per stage ("restore", "final")."""
 
     name: str
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -49,6 +54,37 @@ def run_camnet(engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool 
     if one_stage:
         return None, out
     xyz = color.camera_to_xyz(out, sample["wb"], sample["cam_to_xyz"])
+    return xyz, engine.enhance(xyz)
+
+
+BASELINES = ("libraw", "bilinear")
+
+# Bilinear interpolation of a Bayer mosaic as normalised convolution: each colour's samples
+# (zeros elsewhere) blurred by its kernel, divided by the kernel's weight on that colour's
+# sites. Red and blue take their 2 or 4 nearest samples, green the 4 beside a red or blue site;
+# inside the image this is the textbook bilinear demosaic, at the borders it averages the
+# neighbours that exist.
+_CORNERS = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+_CROSS = torch.tensor([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]])
+_BILINEAR = torch.stack([_CORNERS, _CROSS, _CORNERS])[:, None]  # (3, 1, 3, 3), one per colour
+
+
+def bilinear_demosaic(packed: torch.Tensor) -> torch.Tensor:
+    """(4, h, w) packed RGGB planes -> (3, 2h, 2w) camera RGB by bilinear interpolation."""
+    _, h, w = packed.shape
+    sites = torch.zeros(3, 4, 1, 1, dtype=packed.dtype)  # which packed plane feeds which colour
+    sites[0, 0] = sites[1, 1] = sites[1, 2] = sites[2, 3] = 1
+    sparse = F.pixel_shuffle((sites * packed[None]).reshape(1, 12, h, w), 2)  # (1, 3, 2h, 2w)
+    mask = F.pixel_shuffle((sites * torch.ones_like(packed[None])).reshape(1, 12, h, w), 2)
+    kernel = _BILINEAR.to(packed.dtype)
+    num = F.conv2d(sparse, kernel, padding=1, groups=3)
+    den = F.conv2d(mask, kernel, padding=1, groups=3)
+    return (num / den)[0]
+
+
+def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(XYZ, sRGB) of a sample with a bilinear demosaic instead of Restore-Net, then the engine's Enhance-Net."""
+    xyz = color.camera_to_xyz(bilinear_demosaic(sample["packed"].float()), sample["wb"], sample["cam_to_xyz"])
     return xyz, engine.enhance(xyz)
 
 
@@ -87,17 +123,24 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     return results[0], results[1]
 
 
-def evaluate(engine: Engine, dataset, *, one_stage: bool = False, baseline: bool = False, limit: int | None = None) -> list[ImageScores]:
-    """Score every image of an evaluation set."""
+def evaluate(
+    engine: Engine, dataset, *, one_stage: bool = False, baselines: tuple[str, ...] = (), limit: int | None = None
+) -> list[ImageScores]:
+    """Score every image of an evaluation set, with the networks and each of ``baselines``."""
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baseline {sorted(unknown)[0]!r}: choose from {', '.join(BASELINES)}")
+    if one_stage and "bilinear" in baselines:
+        raise ValueError("the bilinear baseline needs an Enhance-Net; a one-stage net has none")
     results = []
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
         sample = dataset[i]
         entry = ImageScores(dataset.name(i) if hasattr(dataset, "name") else str(i))
         xyz, srgb = run_camnet(engine, sample, one_stage)
         entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"])
-        if baseline:
-            lxyz, lsrgb = run_libraw(sample)
-            entry.scores["libraw"] = score(lxyz, lsrgb, sample["xyz"], sample["srgb"])
+        for name in baselines:
+            bxyz, bsrgb = run_libraw(sample) if name == "libraw" else run_bilinear(engine, sample)
+            entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"])
         results.append(entry)
     return results
 

@@ -164,6 +164,24 @@ def test_exposure_range_is_respected(photo_dir):
         assert lo - 1e-4 <= ratio <= hi + 1e-4
 
 
+def test_bilinear_baseline_is_the_textbook_demosaic():
+    """Exact inside on any linear ramp (each missing sample the mean of symmetric neighbours),
+    samples kept where the mosaic has them, flat fields exact up to the borders."""
+    from camnet_cli.evaluate import bilinear_demosaic
+
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(20.0), indexing="ij")
+    rgb = torch.stack([0.01 * xx + 0.02 * yy, 0.03 * xx - 0.01 * yy + 0.5, 0.5 - 0.02 * xx + 0.005 * yy])
+    packed = torch.stack([rgb[0, 0::2, 0::2], rgb[1, 0::2, 1::2], rgb[1, 1::2, 0::2], rgb[2, 1::2, 1::2]])
+    out = bilinear_demosaic(packed)
+    assert out.shape == rgb.shape and (out - rgb)[:, 1:-1, 1:-1].abs().max() < 1e-6
+    assert torch.equal(out[0, 0::2, 0::2], rgb[0, 0::2, 0::2]) and torch.equal(out[2, 1::2, 1::2], rgb[2, 1::2, 1::2])
+    assert torch.equal(out[1, 0::2, 1::2], rgb[1, 0::2, 1::2])
+    assert torch.allclose(bilinear_demosaic(torch.full((4, 5, 7), 0.3)), torch.tensor(0.3))
+    checker = torch.zeros(4, 8, 8)
+    checker[1] = checker[2] = 1.0  # green on, red and blue off: every green estimate is 1
+    assert torch.equal(bilinear_demosaic(checker)[1], torch.ones(16, 16))
+
+
 def test_libraw_baseline_is_fair_at_low_noise(photo_dir):
     """LibRaw's AHD pipeline, told the exposure, reproduces a held-out photo at ISO 100: the baseline
     compares like with like (alignment, colour matrix, white balance, brightness)."""

@@ -97,11 +97,14 @@ def test_whole_path_through_the_cli(photos, tmp_path, monkeypatch):
     rows = list(csv.DictReader(open(tmp_path / "f" / "metrics.csv")))
     assert len(rows) == 24 and rows[-1]["val_psnr"] and float(rows[-1]["lr"]) == pytest.approx(1e-6)  # 1e-5 / 10 after 3/4
 
-    result = _cli("eval", "--data-root", photos, "--enhance", style, "--limit", "2", "--json", "--device", "cpu")
+    result = _cli("eval", "--data-root", photos, "--enhance", style, "--limit", "2", "--json", "--device", "cpu", "--baseline", "bilinear")
     scores = json.loads(result.stdout)
     assert len(scores["images"]) == 2
-    assert set(scores["mean"]["camnet"]["final"]) == {"psnr", "ssim", "scielab", "de2000"}
-    assert set(scores["mean"]["camnet"]["restore"]) == {"psnr", "ssim"}
+    for method in ("camnet", "bilinear"):
+        assert set(scores["mean"][method]["final"]) == {"psnr", "ssim", "scielab", "de2000"}
+        assert set(scores["mean"][method]["restore"]) == {"psnr", "ssim"}
+    # Same Enhance-Net, different restoration: the two whole-pipeline scores differ.
+    assert scores["mean"]["camnet"]["final"]["psnr"] != scores["mean"]["bilinear"]["final"]["psnr"]
 
     _cli("develop", EXAMPLE_DNG, "--style", style, "-o", tmp_path / "out", "--device", "cpu")
     assert (tmp_path / "out" / "sony_a7r3_iso3200_crop.jpg").exists()
@@ -211,6 +214,8 @@ def test_perceptual_loss_from_a_local_file(photos, tmp_path):
         (["train-restore", "--init", "{empty}/nothing.safetensors"], "--init"),
         (["finetune", "--restore", "{empty}/r.safetensors", "--enhance", "{empty}/e.safetensors"], "No such file"),
         (["eval", "--data-root", "{empty}"], "--enhance"),
+        (["eval", "--data-root", "{empty}", "--enhance", "{empty}/e.safetensors", "--baseline", "libraw,dcraw"], "--baseline dcraw"),
+        (["eval", "--data-root", "{empty}", "--one-stage", "{empty}/o.safetensors", "--baseline", "bilinear"], "needs an Enhance-Net"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -1,9 +1,12 @@
-"""Turn `camnet eval --json --baseline libraw` output into the model card's per-ISO tables.
+"""Turn `camnet eval --json` output into the model card's per-ISO tables.
 
 Usage:
     camnet eval --dataset synthetic --data-root PHOTOS --enhance weights/enhance-natural.safetensors \\
-        --baseline libraw --json > eval.json
-    python weights/card_tables.py eval.json
+        --baseline libraw,bilinear --json > eval.json
+    python weights/card_tables.py eval.json [MORE.json ...]
+
+Every method in the files gets its columns (camnet first); files of the same images add their
+methods to the first's (a baseline scored in a separate run, say).
 """
 
 import json
@@ -12,23 +15,28 @@ from collections import defaultdict
 
 import numpy as np
 
+LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00"}
 
-def main(path: str) -> None:
-    data = json.load(open(path))
+
+def main(*paths: str) -> None:
+    images: dict[str, dict] = {}
+    for path in paths:
+        with open(path) as f:
+            for image in json.load(f)["images"]:
+                images.setdefault(image["name"], {}).update({k: v for k, v in image.items() if k != "name"})
+    methods = list(dict.fromkeys(m for scores in images.values() for m in scores))
     groups: dict[str, list[dict]] = defaultdict(list)
-    for image in data["images"]:
-        groups[image["name"].rsplit("@", 1)[1]].append(image)
+    for name, scores in images.items():
+        groups[name.rsplit("@", 1)[1]].append(scores)
     for stage, keys in (("restore", ("psnr", "ssim")), ("final", ("psnr", "ssim", "scielab", "de2000"))):
+        shown = [m for m in methods if all(stage in s.get(m, {}) for s in images.values())]
         print(f"\n{stage}:\n")
-        print("| ISO | " + " | ".join(f"camnet {k} | LibRaw {k}" for k in keys) + " |")
-        print("|---|" + "---|" * (2 * len(keys)))
+        print("| ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
+        print("|---|" + "---|" * (len(shown) * len(keys)))
         for iso in sorted(groups, key=lambda s: float(s.removeprefix("ISO"))):
-            cells = []
-            for k in keys:
-                for method in ("camnet", "libraw"):
-                    cells.append(f"{np.mean([im[method][stage][k] for im in groups[iso]]):.{4 if k == 'ssim' else 2}f}")
+            cells = [f"{np.mean([s[m][stage][k] for s in groups[iso]]):.{4 if k == 'ssim' else 2}f}" for k in keys for m in shown]
             print(f"| {iso.removeprefix('ISO')} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -12,7 +12,7 @@ from rich.table import Table
 from camnet_cli.commands import EXIT_OK, stdout, usage_error
 from camnet_cli.data.datasets import DATASETS, DatasetError, make_eval_set
 from camnet_cli.engine import Engine, EngineError
-from camnet_cli.evaluate import evaluate, means
+from camnet_cli.evaluate import BASELINES, evaluate, means
 from camnet_cli.weights import WeightsError, companion_restore, load_weights
 
 
@@ -22,7 +22,13 @@ def eval_(
     restore: Annotated[Path | None, typer.Option(help="Restore-Net weights (default: the style's own).")] = None,
     enhance: Annotated[Path | None, typer.Option(help="Enhance-Net weights (a style file).")] = None,
     one_stage: Annotated[Path | None, typer.Option("--one-stage", help="Evaluate a one-stage baseline instead.")] = None,
-    baseline: Annotated[str | None, typer.Option(help="Also score 'libraw': LibRaw's AHD pipeline on the same raws.")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Also score baselines on the same raws, comma-separated: 'libraw' (LibRaw's AHD pipeline), "
+            "'bilinear' (a bilinear demosaic in place of Restore-Net, then the same Enhance-Net)."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N images.", min=1)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: per image and mean.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -33,8 +39,12 @@ def eval_(
     The restoration stage is scored in linear XYZ against the restoration ground truth; the whole
     pipeline in sRGB against the final ground truth (S-CIELAB and CIEDE2000: lower is better).
     """
-    if baseline not in (None, "libraw"):
-        raise usage_error(f"--baseline {baseline}: the only baseline is libraw")
+    baselines = tuple(dict.fromkeys(b.strip() for b in baseline.split(","))) if baseline else ()
+    for name in baselines:
+        if name not in BASELINES:
+            raise usage_error(f"--baseline {name}: choose from {', '.join(BASELINES)}")
+    if one_stage is not None and "bilinear" in baselines:
+        raise usage_error("--baseline bilinear needs an Enhance-Net (--enhance); a one-stage net has none")
     if one_stage is None and enhance is None:
         raise usage_error("give --enhance (and optionally --restore), or --one-stage")
     try:
@@ -48,7 +58,7 @@ def eval_(
         data = make_eval_set(dataset, data_root)
     except (WeightsError, EngineError, DatasetError) as e:
         raise usage_error(str(e)) from None
-    results = evaluate(engine, data, one_stage=one_stage is not None, baseline=baseline == "libraw", limit=limit)
+    results = evaluate(engine, data, one_stage=one_stage is not None, baselines=baselines, limit=limit)
     mean = means(results)
     if json_output:
         stdout.out(json.dumps({"images": [{"name": r.name, **r.scores} for r in results], "mean": mean}), highlight=False)
