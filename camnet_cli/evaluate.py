@@ -59,6 +59,16 @@ def run_camnet(engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool 
 
 BASELINES = ("libraw", "bilinear")
 
+
+def check_baselines(baselines: tuple[str, ...], one_stage: bool = False) -> None:
+    """Raise ValueError, in the command line's words, unless ``baselines`` can be scored."""
+    for name in baselines:
+        if name not in BASELINES:
+            raise ValueError(f"--baseline {name}: choose from {', '.join(BASELINES)}")
+    if one_stage and "bilinear" in baselines:
+        raise ValueError("--baseline bilinear needs an Enhance-Net (--enhance); a one-stage net has none")
+
+
 # Bilinear interpolation of a Bayer mosaic as normalised convolution: each colour's samples
 # (zeros elsewhere) blurred by its kernel, divided by the kernel's weight on that colour's
 # sites. Red and blue take their 2 or 4 nearest samples, green the 4 beside a red or blue site;
@@ -67,18 +77,17 @@ BASELINES = ("libraw", "bilinear")
 _CORNERS = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
 _CROSS = torch.tensor([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]])
 _BILINEAR = torch.stack([_CORNERS, _CROSS, _CORNERS])[:, None]  # (3, 1, 3, 3), one per colour
+# Which packed plane (R, G1, G2, B) holds each colour's samples.
+_SITES = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]]).reshape(3, 4, 1, 1)
 
 
 def bilinear_demosaic(packed: torch.Tensor) -> torch.Tensor:
     """(4, h, w) packed RGGB planes -> (3, 2h, 2w) camera RGB by bilinear interpolation."""
-    _, h, w = packed.shape
-    sites = torch.zeros(3, 4, 1, 1, dtype=packed.dtype)  # which packed plane feeds which colour
-    sites[0, 0] = sites[1, 1] = sites[1, 2] = sites[2, 3] = 1
-    sparse = F.pixel_shuffle((sites * packed[None]).reshape(1, 12, h, w), 2)  # (1, 3, 2h, 2w)
-    mask = F.pixel_shuffle((sites * torch.ones_like(packed[None])).reshape(1, 12, h, w), 2)
+    mask = color.unpack_bayer(_SITES.to(packed.dtype).expand(3, 4, *packed.shape[1:]))[:, 0]  # (3, 2h, 2w)
+    sparse = mask * color.unpack_bayer(packed)
     kernel = _BILINEAR.to(packed.dtype)
-    num = F.conv2d(sparse, kernel, padding=1, groups=3)
-    den = F.conv2d(mask, kernel, padding=1, groups=3)
+    num = F.conv2d(sparse[None], kernel, padding=1, groups=3)
+    den = F.conv2d(mask[None], kernel, padding=1, groups=3)
     return (num / den)[0]
 
 
@@ -99,10 +108,7 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
 
     from camnet_cli.dng import to_dn, write_dng
 
-    packed = sample["packed"].numpy()
-    h, w = packed.shape[1] * 2, packed.shape[2] * 2
-    mosaic = np.empty((h, w), np.float32)
-    mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = packed
+    mosaic = color.unpack_bayer(sample["packed"].float())[0].numpy()
     cam_to_xyz = sample["cam_to_xyz"].double().numpy()
     srgb_to_cam = np.linalg.inv(cam_to_xyz) @ color.SRGB_TO_XYZ  # rows sum to one, as dcraw normalises
     xyz_to_cam = srgb_to_cam @ color.XYZ_TO_SRGB
@@ -127,11 +133,7 @@ def evaluate(
     engine: Engine, dataset, *, one_stage: bool = False, baselines: tuple[str, ...] = (), limit: int | None = None
 ) -> list[ImageScores]:
     """Score every image of an evaluation set, with the networks and each of ``baselines``."""
-    unknown = set(baselines) - set(BASELINES)
-    if unknown:
-        raise ValueError(f"unknown baseline {sorted(unknown)[0]!r}: choose from {', '.join(BASELINES)}")
-    if one_stage and "bilinear" in baselines:
-        raise ValueError("the bilinear baseline needs an Enhance-Net; a one-stage net has none")
+    check_baselines(baselines, one_stage)
     results = []
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
         sample = dataset[i]

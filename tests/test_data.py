@@ -171,7 +171,7 @@ def test_bilinear_baseline_is_the_textbook_demosaic():
 
     yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(20.0), indexing="ij")
     rgb = torch.stack([0.01 * xx + 0.02 * yy, 0.03 * xx - 0.01 * yy + 0.5, 0.5 - 0.02 * xx + 0.005 * yy])
-    packed = torch.stack([rgb[0, 0::2, 0::2], rgb[1, 0::2, 1::2], rgb[1, 1::2, 0::2], rgb[2, 1::2, 1::2]])
+    packed = color.pack_bayer(color.mosaic(rgb))
     out = bilinear_demosaic(packed)
     assert out.shape == rgb.shape and (out - rgb)[:, 1:-1, 1:-1].abs().max() < 1e-6
     assert torch.equal(out[0, 0::2, 0::2], rgb[0, 0::2, 0::2]) and torch.equal(out[2, 1::2, 1::2], rgb[2, 1::2, 1::2])

@@ -12,7 +12,7 @@ from rich.table import Table
 from camnet_cli.commands import EXIT_OK, stdout, usage_error
 from camnet_cli.data.datasets import DATASETS, DatasetError, make_eval_set
 from camnet_cli.engine import Engine, EngineError
-from camnet_cli.evaluate import BASELINES, evaluate, means
+from camnet_cli.evaluate import check_baselines, evaluate, means
 from camnet_cli.weights import WeightsError, companion_restore, load_weights
 
 
@@ -40,11 +40,10 @@ def eval_(
     pipeline in sRGB against the final ground truth (S-CIELAB and CIEDE2000: lower is better).
     """
     baselines = tuple(dict.fromkeys(b.strip() for b in baseline.split(","))) if baseline else ()
-    for name in baselines:
-        if name not in BASELINES:
-            raise usage_error(f"--baseline {name}: choose from {', '.join(BASELINES)}")
-    if one_stage is not None and "bilinear" in baselines:
-        raise usage_error("--baseline bilinear needs an Enhance-Net (--enhance); a one-stage net has none")
+    try:
+        check_baselines(baselines, one_stage is not None)  # before any weights are loaded
+    except ValueError as e:
+        raise usage_error(str(e)) from None
     if one_stage is None and enhance is None:
         raise usage_error("give --enhance (and optionally --restore), or --one-stage")
     try:
