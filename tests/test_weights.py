@@ -181,3 +181,30 @@ def test_pair_script_ships_separate_nets_as_one_style(tmp_path):
     assert rinfo.style == "" and rinfo.extra == {"trained_steps": "7"} and rinfo.noise_range == (1e-4, 1e-2)
     for key, value in restore.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value.half().float()), key
+
+
+def test_zero_noise_plane_script_keeps_what_the_net_computes(tmp_path):
+    """weights/zero_noise_plane.py (the v1 -> v2 start of the model card): the new file feeds
+    log10(omega) + 4, yet computes what the old net did with omega = 0, whatever the noise level;
+    a file that already feeds the log is refused with its name."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    old = RestoreNet(RestoreNetConfig(channels=TINY, noise_map="omega")).eval()
+    save_weights(tmp_path / "v1.safetensors", old, training_data="tests", noise_range=(1e-4, 1e-2))
+    script = Path(__file__).parents[1] / "weights" / "zero_noise_plane.py"
+    done = subprocess.run([sys.executable, str(script), tmp_path / "v1.safetensors", tmp_path / "v2.safetensors"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    new, info = load_weights(tmp_path / "v2.safetensors", "restore")
+    assert new.config.noise_map == "log" and info.noise_range == (1e-4, 1e-2)
+    packed = torch.rand(1, 4, 32, 32)
+    with torch.no_grad():
+        want = old(packed, 0.0)
+        assert not torch.allclose(old(packed, 0.5), want, atol=1e-4)  # the old net does use the plane
+        for omega in (1e-5, 1e-3):
+            torch.testing.assert_close(new(packed, omega), want, rtol=1e-5, atol=1e-6)
+    again = subprocess.run([sys.executable, str(script), tmp_path / "v2.safetensors", tmp_path / "v3.safetensors"], capture_output=True, text=True, check=False)
+    assert again.returncode != 0 and "v2.safetensors: already feeds 'log'" in again.stderr
+    assert not (tmp_path / "v3.safetensors").exists()
