@@ -192,3 +192,24 @@ def test_libraw_baseline_is_fair_at_low_noise(photo_dir):
     xyz, srgb = run_libraw(sample)
     scores = score(xyz, srgb, sample["xyz"], sample["srgb"])
     assert scores["restore"]["psnr"] > 40 and scores["final"]["psnr"] > 30
+
+
+def test_eval_set_at_several_exposures(photo_dir):
+    """Several exposures: each photograph and ISO is the same camera and noise draw at every
+    exposure, the default exposure's item is the very raw of the one-exposure set, and the
+    restoration ground truth scales with the exposure while the final one stays the photo."""
+    photos = synthetic.find_photos(photo_dir)[:2]
+    one = synthetic.SyntheticEvalSet(photos, isos=(400, 6400), max_side=128)
+    many = synthetic.SyntheticEvalSet(photos, isos=(400, 6400), max_side=128, exposures=(0.25, 0.5))
+    assert len(one) == 4 and len(many) == 8
+    assert [one.name(i) for i in range(4)] == ["p0@ISO400", "p0@ISO6400", "p1@ISO400", "p1@ISO6400"]
+    assert [many.name(i) for i in range(4)] == ["p0@exposure0.25@ISO400", "p0@exposure0.25@ISO6400", "p0@exposure0.5@ISO400", "p0@exposure0.5@ISO6400"]
+    for i, j in ((0, 2), (1, 3), (2, 6), (3, 7)):  # one's item i is many's item j (exposure 0.5)
+        a, b = one[i], many[j]
+        assert all(torch.equal(a[k], b[k]) for k in a), (i, j)
+    dark, bright = many[4], many[6]  # p1 at ISO 400, exposures 0.25 and 0.5
+    assert dark["exposure"].item() == 0.25 and torch.equal(dark["wb"], bright["wb"]) and torch.equal(dark["srgb"], bright["srgb"])
+    torch.testing.assert_close(dark["xyz"] * 2, bright["xyz"], rtol=1e-5, atol=1e-6)
+    assert dark["packed"].mean() < 0.6 * bright["packed"].mean()
+    with pytest.raises(ValueError, match="exposures"):
+        synthetic.SyntheticEvalSet(photos, exposures=(0.0,))

@@ -97,9 +97,10 @@ def test_whole_path_through_the_cli(photos, tmp_path, monkeypatch):
     rows = list(csv.DictReader(open(tmp_path / "f" / "metrics.csv")))
     assert len(rows) == 24 and rows[-1]["val_psnr"] and float(rows[-1]["lr"]) == pytest.approx(1e-6)  # 1e-5 / 10 after 3/4
 
-    result = _cli("eval", "--data-root", photos, "--enhance", style, "--limit", "2", "--json", "--device", "cpu", "--baseline", "bilinear")
+    result = _cli("eval", "--data-root", photos, "--enhance", style, "--limit", "2", "--json", "--device", "cpu", "--baseline", "bilinear",
+                  "--exposure", "0.35,0.71")
     scores = json.loads(result.stdout)
-    assert len(scores["images"]) == 2
+    assert [image["name"].split("@", 1)[1] for image in scores["images"]] == ["exposure0.35@ISO400", "exposure0.35@ISO3200"]
     for method in ("camnet", "bilinear"):
         assert set(scores["mean"][method]["final"]) == {"psnr", "ssim", "scielab", "de2000"}
         assert set(scores["mean"][method]["restore"]) == {"psnr", "ssim"}
@@ -216,6 +217,9 @@ def test_perceptual_loss_from_a_local_file(photos, tmp_path):
         (["eval", "--data-root", "{empty}"], "--enhance"),
         (["eval", "--data-root", "{empty}", "--enhance", "{empty}/e.safetensors", "--baseline", "libraw,dcraw"], "--baseline dcraw"),
         (["eval", "--data-root", "{empty}", "--one-stage", "{empty}/o.safetensors", "--baseline", "bilinear"], "needs an Enhance-Net"),
+        (["eval", "--data-root", "{empty}", "--enhance", "{empty}/e.safetensors", "--exposure", "0.5,2"], "--exposure 0.5,2: each must lie in (0, 1]"),
+        (["eval", "--data-root", "{empty}", "--enhance", "{empty}/e.safetensors", "--exposure", "half"], "not numbers"),
+        (["eval", "--dataset", "sid", "--data-root", "{empty}", "--enhance", "{empty}/e.safetensors", "--exposure", "0.5"], "only for --dataset synthetic"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -18,6 +18,11 @@ import numpy as np
 LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00"}
 
 
+def _order(group: str) -> tuple[float, ...]:
+    """Sort key of "ISO400" or "exposure0.35@ISO400": exposure, then ISO."""
+    return tuple(float(part.removeprefix("exposure").removeprefix("ISO")) for part in group.split("@"))
+
+
 def main(*paths: str) -> None:
     images: dict[str, dict] = {}
     for path in paths:
@@ -27,15 +32,16 @@ def main(*paths: str) -> None:
     methods = list(dict.fromkeys(m for scores in images.values() for m in scores))
     groups: dict[str, list[dict]] = defaultdict(list)
     for name, scores in images.items():
-        groups[name.rsplit("@", 1)[1]].append(scores)
+        groups[name.split("@", 1)[1]].append(scores)  # "ISO400", or "exposure0.35@ISO400" from --exposure
+    exposures = any(group.startswith("exposure") for group in groups)
     for stage, keys in (("restore", ("psnr", "ssim")), ("final", ("psnr", "ssim", "scielab", "de2000"))):
         shown = [m for m in methods if all(stage in s.get(m, {}) for s in images.values())]
         print(f"\n{stage}:\n")
-        print("| ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
-        print("|---|" + "---|" * (len(shown) * len(keys)))
-        for iso in sorted(groups, key=lambda s: float(s.removeprefix("ISO"))):
-            cells = [f"{np.mean([s[m][stage][k] for s in groups[iso]]):.{4 if k == 'ssim' else 2}f}" for k in keys for m in shown]
-            print(f"| {iso.removeprefix('ISO')} | " + " | ".join(cells) + " |")
+        print("| " + "exposure | " * exposures + "ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
+        print("|---|" + "---|" * (exposures + len(shown) * len(keys)))
+        for group in sorted(groups, key=_order):
+            cells = [f"{np.mean([s[m][stage][k] for s in groups[group]]):.{4 if k == 'ssim' else 2}f}" for k in keys for m in shown]
+            print("| " + " | ".join(part.removeprefix("exposure").removeprefix("ISO") for part in group.split("@")) + " | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

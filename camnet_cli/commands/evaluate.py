@@ -29,6 +29,13 @@ def eval_(
             "'bilinear' (a bilinear demosaic in place of Restore-Net, then the same Enhance-Net)."
         ),
     ] = None,
+    exposure: Annotated[
+        str | None,
+        typer.Option(
+            help="Synthetic: the raws' exposure relative to the photos, comma-separated for several "
+            "(default 0.5; training draws 0.35 to 0.71). Names then carry the exposure."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N images.", min=1)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: per image and mean.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -46,6 +53,17 @@ def eval_(
         raise usage_error(str(e)) from None
     if one_stage is None and enhance is None:
         raise usage_error("give --enhance (and optionally --restore), or --one-stage")
+    options = {}
+    if exposure is not None:
+        if dataset != "synthetic":
+            raise usage_error(f"--exposure: only for --dataset synthetic (the {dataset} raws are as shot)")
+        try:
+            exposures = tuple(dict.fromkeys(float(e) for e in exposure.split(",")))
+        except ValueError:
+            raise usage_error(f"--exposure {exposure}: not numbers separated by commas") from None
+        if not all(0 < e <= 1 for e in exposures):
+            raise usage_error(f"--exposure {exposure}: each must lie in (0, 1]")
+        options["exposures"] = exposures
     try:
         if one_stage is not None:
             net, _ = load_weights(one_stage, "onestage")
@@ -54,7 +72,7 @@ def eval_(
             restore_net, _ = load_weights(restore or companion_restore(enhance), "restore")  # type: ignore[arg-type]
             enhance_net, _ = load_weights(enhance, "enhance")  # type: ignore[arg-type]
             engine = Engine(restore_net, enhance_net, device=device, precision=precision)  # type: ignore[arg-type]
-        data = make_eval_set(dataset, data_root)
+        data = make_eval_set(dataset, data_root, **options)
     except (WeightsError, EngineError, DatasetError) as e:
         raise usage_error(str(e)) from None
     results = evaluate(engine, data, one_stage=one_stage is not None, baselines=baselines, limit=limit)

@@ -179,28 +179,48 @@ def synthesize(
 
 
 class SyntheticEvalSet(Dataset):
-    """Whole held-out photographs (downscaled to ``max_side``) at fixed noise levels, for ``eval``.
+    """Whole held-out photographs (downscaled to ``max_side``) at fixed noise levels and exposures, for ``eval``.
 
-    Item i is photo ``i // len(isos)`` at ISO ``isos[i % len(isos)]`` of the a7R III table.
+    Items run over the photographs, then the exposures, then the ISO settings (a7R III table).
+    An item's camera and noise draw depend on its photograph and ISO only, so a photograph at
+    the default exposure is the same raw whatever other exposures the set holds. Names are ``photo@ISO400``, with the
+    exposure between (``photo@exposure0.35@ISO400``) unless it is the default alone.
     """
 
-    def __init__(self, photos: list[Path], isos: tuple[float, ...] = (400, 3200, 12800, 25600), max_side: int = 768, seed: int = 0) -> None:
-        self.photos, self.isos, self.max_side, self.seed = list(photos), isos, max_side, seed
+    def __init__(
+        self,
+        photos: list[Path],
+        isos: tuple[float, ...] = (400, 3200, 12800, 25600),
+        max_side: int = 768,
+        seed: int = 0,
+        exposures: tuple[float, ...] = (EVAL_EXPOSURE,),
+    ) -> None:
+        if not exposures or not all(0 < e <= 1 for e in exposures):
+            raise ValueError(f"exposures must lie in (0, 1], got {exposures}")
+        self.photos, self.isos, self.max_side, self.seed, self.exposures = list(photos), isos, max_side, seed, tuple(exposures)
 
     def __len__(self) -> int:
-        return len(self.photos) * len(self.isos)
+        return len(self.photos) * len(self.exposures) * len(self.isos)
+
+    def _item(self, index: int) -> tuple[int, float, int]:
+        """Item ``index`` as (photograph index, exposure, ISO index)."""
+        per_photo = len(self.exposures) * len(self.isos)
+        rest = index % per_photo
+        return index // per_photo, self.exposures[rest // len(self.isos)], rest % len(self.isos)
 
     def name(self, index: int) -> str:
-        return f"{self.photos[index // len(self.isos)].stem}@ISO{self.isos[index % len(self.isos)]:g}"
+        p, exposure, i = self._item(index)
+        shown = "" if self.exposures == (EVAL_EXPOSURE,) else f"@exposure{exposure:g}"
+        return f"{self.photos[p].stem}{shown}@ISO{self.isos[i]:g}"
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        photo, iso = self.photos[index // len(self.isos)], self.isos[index % len(self.isos)]
-        img = to_tensor_image(iio.imread(photo)[..., :3])
+        p, exposure, i = self._item(index)
+        img = to_tensor_image(iio.imread(self.photos[p])[..., :3])
         h, w = img.shape[-2:]
         f = min(1.0, self.max_side / max(h, w))
         nh, nw = int(h * f) // 2 * 2, int(w * f) // 2 * 2
         img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-        rng = sample_rng(self.seed, index)
-        sample = synthesize(img, rng, exposure=(EVAL_EXPOSURE, EVAL_EXPOSURE), profile=noise.from_table("SONY", "ILCE-7RM3", iso))
-        sample["exposure"] = torch.tensor(EVAL_EXPOSURE)  # lets the LibRaw baseline compensate it
+        rng = sample_rng(self.seed, p * len(self.isos) + i)
+        sample = synthesize(img, rng, exposure=(exposure, exposure), profile=noise.from_table("SONY", "ILCE-7RM3", self.isos[i]))
+        sample["exposure"] = torch.tensor(exposure)  # lets the LibRaw baseline compensate it
         return sample
