@@ -152,8 +152,14 @@ class Engine:
 
     def _place(self, net: torch.nn.Module, compile: bool) -> torch.nn.Module:
         # A copy: Module.to() works in place, and the caller's network should stay as it was.
-        net = copy.deepcopy(net).eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
-        net.unet.out.float()  # see UNet.forward: the 1x1 output conv stays in float32
+        net = copy.deepcopy(net).eval().to(device=self.device, memory_format=torch.channels_last)
+        # The 1x1 output conv (see UNet.forward) and Restore-Net's linear path stay in float32,
+        # with their weights as given, not rounded through the network's precision.
+        kept = [net.unet.out] + ([net.skip] if getattr(net, "skip", None) is not None else [])
+        states = [copy.deepcopy(m.state_dict()) for m in kept]
+        net.to(dtype=self.dtype)
+        for module, state in zip(kept, states):
+            module.float().load_state_dict(state)
         for p in net.parameters():
             p.requires_grad_(False)
         if compile:
@@ -212,7 +218,7 @@ class Engine:
         """Packed raw (4, h, w) + noise level -> linear camera RGB (3, 2h, 2w), float32 on the CPU."""
         planes = torch.as_tensor(packed, dtype=torch.float32)[None]
         x = self.restore_net.prepare(planes, omega)
-        return RestoreNet.finish(self._run("restore", self.restore_net, x))[0].cpu()
+        return self.restore_net.finish(self._run("restore", self.restore_net, x), x.to(self.device))[0].cpu()
 
     def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
         """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU."""

@@ -70,6 +70,7 @@ class TrainConfig:
     lr: float | None = None  # default 1e-4, fine-tuning 1e-5 (paper §IV-B)
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
     log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
+    skip_lr: float | None = None  # Restore-Net's linear path (RestoreNetConfig.skip): its own rate, scheduled alike
     seed: int = 0
     workers: int = 2
     checkpoint_every: int = 1000
@@ -249,7 +250,12 @@ def _restore_state(header: dict[str, str], tensors: dict[str, torch.Tensor], net
         if k.startswith("optim."):
             _, index, key = k.split(".", 2)
             opt_state.setdefault(int(index), {})[key] = v
-    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(header["param_groups"])})
+    scales, saved_groups = [g["lr_scale"] for g in optimizer.param_groups], json.loads(header["param_groups"])
+    if len(saved_groups) != len(scales):
+        raise TrainError(f"the checkpoint's optimiser has {len(saved_groups)} parameter groups, this run's {len(scales)} (--skip-lr given to one run only?)")
+    optimizer.load_state_dict({"state": opt_state, "param_groups": saved_groups})
+    for group, scale in zip(optimizer.param_groups, scales):  # this run's rates, also for checkpoints older than lr_scale
+        group["lr_scale"] = scale
     torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
@@ -258,6 +264,20 @@ def _restore_state(header: dict[str, str], tensors: dict[str, torch.Tensor], net
 
 
 # --- the loop --------------------------------------------------------------------------------
+
+
+def _param_groups(nets: dict[str, nn.Module], cfg: TrainConfig) -> list[dict]:
+    """The optimiser's groups, each with its rate as a multiple of the schedule's (``lr_scale``).
+
+    Restore-Net's linear path learns at ``--skip-lr`` when given: added to trained weights and
+    fine-tuned at a small rate, its kernels (which must grow from zero to tenths) would barely move.
+    """
+    skip = [p for name, net in nets.items() if name == "restore" and getattr(net, "skip", None) is not None for p in net.skip.parameters()]
+    ids = {id(p) for p in skip}
+    rest = [p for net in nets.values() for p in net.parameters() if id(p) not in ids]
+    if not skip or cfg.skip_lr is None:
+        return [{"params": rest + skip, "lr_scale": 1.0}]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": skip, "lr_scale": cfg.skip_lr / cfg.base_lr}]
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -312,8 +332,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
     out = Path(cfg.output)
     torch.manual_seed(cfg.seed)
     nets = {k: v.to(device).train() for k, v in _networks(cfg).items()}
-    params = [p for net in nets.values() for p in net.parameters()]
-    optimizer = torch.optim.Adam(params, lr=cfg.base_lr, betas=(0.9, 0.99))
+    optimizer = torch.optim.Adam(_param_groups(nets, cfg), lr=cfg.base_lr, betas=(0.9, 0.99))
     start, best = 0, -math.inf
     if resume is not None:
         header, tensors = load_checkpoint(resume)
@@ -346,7 +365,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         lr = lr_at(step, cfg.steps, cfg.base_lr)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
             loss, terms, _ = _forward(runners, batch, cfg, perceptual)
         optimizer.zero_grad(set_to_none=True)

@@ -175,3 +175,23 @@ def test_cuda_bf16_matches_cpu(paper_nets, packed_1024x1536):
     tiled = Engine(restore, enhance, device="cuda", precision="bf16", tile=192, batch=4)
     _, out_tiled = tiled.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
     assert _relative_psnr(out_tiled, out) > 40
+
+
+def test_linear_path_through_the_engine_tiled_and_in_half_precision():
+    """With a trained (non-zero) linear path the engine gives the network's own output, whole or
+    in tiles; in bf16 the path stays float32, so it loses no precision."""
+    torch.manual_seed(3)
+    restore = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    with torch.no_grad():
+        restore.skip.weight.normal_(0, 0.2)
+    packed = np.random.default_rng(3).random((4, 96, 128)).astype(np.float32)
+    with torch.no_grad():
+        want = restore(torch.from_numpy(packed)[None], 1e-3)[0]
+    whole = Engine(restore, device="cpu", precision="fp32", tile=0).restore(packed, 1e-3)
+    tiled = Engine(restore, device="cpu", precision="fp32", tile=64, overlap=16).restore(packed, 1e-3)
+    torch.testing.assert_close(whole, want, rtol=1e-4, atol=1e-5)
+    assert _relative_psnr(tiled, want) > 45
+    half = Engine(restore, device="cpu", precision="bf16", tile=0)
+    assert half.restore_net.skip.weight.dtype == torch.float32
+    x = restore.prepare(torch.from_numpy(packed)[None], 1e-3)
+    torch.testing.assert_close(half.restore_net.linear_path(x), restore.linear_path(x), rtol=0, atol=0)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -24,17 +26,20 @@ def _params(net: torch.nn.Module) -> int:
 
 
 def test_paper_parameter_count_is_the_papers():
-    restore, enhance = RestoreNet(restore_config("paper")), EnhanceNet(enhance_config("paper"))
+    restore = RestoreNet(dataclasses.replace(restore_config("paper"), skip="none"))
+    enhance = EnhanceNet(enhance_config("paper"))
     # 26.53 M in the paper; exactly this with the global block in both nets and bias-free
     # transposed convolutions (TF conv2d_transpose has no bias).
     assert _params(restore) == 13_262_956
     assert _params(enhance) == 13_264_972
     assert _params(restore) + _params(enhance) == 26_527_928
+    # camnet's linear path adds two 3x3 kernels from 4 planes to 12.
+    assert _params(RestoreNet(restore_config("paper"))) == 13_262_956 + 2 * 12 * 4 * 9
 
 
 def test_lite_parameter_count():
     total = _params(RestoreNet(restore_config("lite"))) + _params(EnhanceNet(enhance_config("lite")))
-    assert total == 6_636_648  # documented in weights/README.md
+    assert total == 6_637_512  # documented in weights/README.md
 
 
 def _gflops_at_12mp(size: str) -> float:
@@ -172,3 +177,33 @@ def test_residual_branches_start_as_identity():
     with torch.no_grad():  # so a random Enhance-Net keeps a sane output scale
         out = enhance(torch.rand(1, 3, 64, 64))
     assert out.abs().max() < 50
+
+
+def test_linear_path_starts_at_zero_and_follows_the_noise_level():
+    """Restore-Net's linear path: zero at the start (the net is its UNet alone); then each
+    image's kernel is W0 + level * W1 for its own noise level, edges replicated."""
+    net = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    assert net.config.skip == "adaptive" and torch.count_nonzero(net.skip.weight) == 0
+    packed, omega = torch.rand(2, 4, 16, 16), torch.tensor([1e-5, 1e-2])  # levels -1 and 2
+    x = net.prepare(packed, omega)
+    with torch.no_grad():
+        unet_only = torch.nn.functional.pixel_shuffle(net.unet(x), 2)
+        assert torch.equal(net(packed, omega), unet_only)
+        net.skip.weight[0, 0, 1, 1] = 1.0  # W0: plane 0 (red at the red site) += R
+        net.skip.weight[12, 0, 1, 1] = 0.5  # W1: += 0.5 * level * R
+        net.skip.weight[1, 0, 1, 2] = 1.0  # W0: plane 1 (red right of the red site) += R of the next site
+        added = net(packed, omega) - unet_only
+    red = packed[:, 0]
+    torch.testing.assert_close(added[0, 0, ::2, ::2], red[0] * (1 + 0.5 * -1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(added[1, 0, ::2, ::2], red[1] * (1 + 0.5 * 2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(added[:, 0, ::2, 1::2][..., :-1], red[..., 1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(added[:, 0, ::2, -1], red[..., -1], rtol=1e-5, atol=1e-5)  # replicated edge
+    assert torch.count_nonzero(added[:, 1:]) == 0  # green and blue untouched
+
+
+def test_linear_path_config():
+    legacy = config_to_dict(RestoreNetConfig(channels=TINY))
+    del legacy["skip"]  # a file written before the field
+    assert config_from_dict(legacy).skip == "none" and RestoreNet(config_from_dict(legacy)).skip is None
+    with pytest.raises(ValueError, match="skip"):
+        RestoreNet(RestoreNetConfig(channels=TINY, skip="bilinear"))

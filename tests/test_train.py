@@ -289,3 +289,19 @@ def test_scale_sets_the_synthetic_patches_sharpness(tmp_path):
 
     train_set, _, _ = make_datasets(TrainConfig(stage="restore", data_root=str(tmp_path), patch_size=64, scale=(0.2, 0.3)))
     assert train_set.scale == (0.2, 0.3)
+
+
+def test_skip_lr_moves_the_linear_path_at_its_own_rate(photos, tmp_path):
+    """--skip-lr: Restore-Net's linear path learns at its own rate (each Adam step moves a weight
+    by about the rate); resuming with a different optimiser layout is a one-line error."""
+    common = ["--data-root", photos, "--steps", "2", "--checkpoint-every", "2", "--validate-every", "2", "--lr", "1e-6", *FAST]
+
+    def path_after(out, *extra):
+        _cli("train-restore", "-o", out, *common, *extra)
+        _, tensors = load_checkpoint(out / "checkpoints" / "last.safetensors")
+        return tensors["net.restore.skip.weight"].abs().max().item()
+
+    assert path_after(tmp_path / "own", "--skip-lr", "1e-2") > 5e-3
+    assert path_after(tmp_path / "same") < 1e-5
+    result = runner.invoke(app, ["train-restore", "-o", str(tmp_path / "own"), *map(str, common), "--steps", "4", "--resume", "last"])
+    assert result.exit_code == 2 and "parameter groups" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -208,3 +208,27 @@ def test_zero_noise_plane_script_keeps_what_the_net_computes(tmp_path):
     again = subprocess.run([sys.executable, str(script), tmp_path / "v2.safetensors", tmp_path / "v3.safetensors"], capture_output=True, text=True, check=False)
     assert again.returncode != 0 and "v2.safetensors: already feeds 'log'" in again.stderr
     assert not (tmp_path / "v3.safetensors").exists()
+
+
+def test_add_linear_path_script_keeps_what_the_net_computes(tmp_path):
+    """weights/add_linear_path.py: weights without the linear path get it at zero (same outputs),
+    ready to train; weights that have it are refused by name."""
+    import dataclasses
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    old = RestoreNet(RestoreNetConfig(channels=TINY, skip="none")).eval()
+    save_weights(tmp_path / "v3.safetensors", old, training_data="tests", noise_range=(1e-4, 1e-2))
+    script = Path(__file__).parents[1] / "weights" / "add_linear_path.py"
+    done = subprocess.run([sys.executable, str(script), tmp_path / "v3.safetensors", tmp_path / "start.safetensors"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    new, info = load_weights(tmp_path / "start.safetensors", "restore")
+    assert new.config == dataclasses.replace(old.config, skip="adaptive") and info.noise_range == (1e-4, 1e-2)
+    assert torch.count_nonzero(new.skip.weight) == 0
+    packed = torch.rand(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(new(packed, torch.tensor([1e-5, 1e-2])), old(packed, torch.tensor([1e-5, 1e-2])))
+    again = subprocess.run([sys.executable, str(script), tmp_path / "start.safetensors", tmp_path / "x.safetensors"], capture_output=True, text=True, check=False)
+    assert again.returncode != 0 and "start.safetensors: already has a linear path" in again.stderr

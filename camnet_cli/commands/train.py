@@ -44,6 +44,10 @@ LogWeight = Annotated[
     float,
     typer.Option(help="Weight of the restoration loss's log term (paper Eq. 5: 1). It weighs errors by 1/x, so dark pixels dominate; lower it to favour detail in bright ones.", min=0.0, rich_help_panel=RUN),
 ]
+SkipLr = Annotated[
+    float | None,
+    typer.Option(help="Learning rate of Restore-Net's linear path (default: --lr), e.g. when the path was just added to trained weights.", min=0.0, rich_help_panel=RUN),
+]
 Seed = Annotated[int, typer.Option(help="Seeds initialisation and the data: the same seed gives the same run.", rich_help_panel=RUN)]
 Workers = Annotated[int, typer.Option(help="Data-loading processes.", min=0, rich_help_panel=RUN)]
 Perceptual = Annotated[Path | None, typer.Option(help="A local VGG-19 safetensors file: adds the perceptual loss (nothing is downloaded).", rich_help_panel=RUN)]
@@ -65,8 +69,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.
 
 def train_restore(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
-    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, seed: Seed = 0, workers: Workers = 2,
-    output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
+    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, seed: Seed = 0,
+    workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, name: Name = "default", export_dtype: ExportDtype = "fp32",
     enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
     device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
@@ -101,7 +105,7 @@ def finetune(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), steps: Steps = 20_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
-    log_weight: LogWeight = 1.0, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/finetune"), resume: Resume = None,
+    log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/finetune"), resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, name: Name = "natural",
     export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
     scale: Scale = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",

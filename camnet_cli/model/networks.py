@@ -4,7 +4,9 @@ Both are 5-level UNets. Each level: a 3x3 conv + LeakyReLU(0.2), then a block of
 3x3 convs. Down: 3x3 max-pool, stride 2. Up: 2x2 transposed conv, concatenate the skip,
 a conv, a block. A global transform block turns the mean of the coarsest level's input
 features into a per-channel scale and bias for that level's output (Eq. 4; the authors'
-code applies scale *and* bias). Output: a 1x1 conv to 12 planes and PixelShuffle(2).
+code applies scale *and* bias). Output: a 1x1 conv to 12 planes and PixelShuffle(2); in
+Restore-Net a linear 3x3 path from the packed planes to those 12 planes is added first (camnet's,
+see RestoreNetConfig.skip).
 Convolutions pad by reflection, as the authors' ``U_net2``.
 
 Shapes: packed planes are (B, C, H/2, W/2) for an image of H x W pixels.
@@ -179,6 +181,10 @@ NOISE_PLANES = {
 }
 
 
+# Restore-Net's linear paths by RestoreNetConfig.skip.
+SKIPS = ("none", "adaptive")
+
+
 class RestoreNet(nn.Module):
     """Packed raw + noise level -> linear camera RGB at full resolution.
 
@@ -192,7 +198,14 @@ class RestoreNet(nn.Module):
         self.config = config
         if config.noise_map not in NOISE_PLANES:
             raise ValueError(f"noise_map must be one of {tuple(NOISE_PLANES)}, got {config.noise_map!r}")
+        if config.skip not in SKIPS:
+            raise ValueError(f"skip must be one of {SKIPS}, got {config.skip!r}")
         self.unet = UNet(config)
+        self.skip: nn.Conv2d | None = None
+        if config.skip == "adaptive":
+            # Kernels W0 (output planes 0-11) and W1 (12-23); zero, so training starts from the UNet alone.
+            self.skip = nn.Conv2d(4, 24, 3, bias=False)
+            nn.init.zeros_(self.skip.weight)
 
     def prepare(self, packed: torch.Tensor, omega: torch.Tensor | float) -> torch.Tensor:
         """(B, 4, h, w) packed planes and (B,) noise levels -> (B, 5, h, w) UNet input."""
@@ -202,13 +215,31 @@ class RestoreNet(nn.Module):
         level = NOISE_PLANES[self.config.noise_map](omega).to(packed.dtype)
         return torch.cat([packed, level.expand(packed.shape[0], 1, *packed.shape[2:])], dim=1)
 
-    @staticmethod
-    def finish(y: torch.Tensor) -> torch.Tensor:
-        """(B, 12, h, w) -> (B, 3, 2h, 2w)."""
+    def linear_path(self, x: torch.Tensor) -> torch.Tensor:
+        """The linear path's (B, 12, h, w) planes for a (B, 5, h, w) input from ``prepare``, in float32.
+
+        The noise plane is one value per image, so each image's kernel is W0 + level * W1: one
+        grouped convolution, edges replicated (a Bayer sample's nearest neighbours of its colour).
+        """
+        b, _, h, w = x.shape
+        weight = self.skip.weight.float()  # type: ignore[union-attr]
+        level = x[:, 4, 0, 0].float().reshape(b, 1, 1, 1, 1)
+        kernels = (weight[:12] + level * weight[12:]).reshape(b * 12, 4, 3, 3)
+        planes = F.pad(x[:, :4].float().reshape(1, b * 4, h, w), (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(planes, kernels, groups=b).reshape(b, 12, h, w)
+
+    def finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The UNet's (B, 12, h, w) output for input ``x`` (from ``prepare``) -> (B, 3, 2h, 2w).
+
+        The linear path is added here, over the whole image, also when the UNet ran in tiles.
+        """
+        if self.skip is not None:
+            y = y.float() + self.linear_path(x)
         return F.pixel_shuffle(y, 2)
 
     def forward(self, packed: torch.Tensor, omega: torch.Tensor | float, pooled: torch.Tensor | None = None) -> torch.Tensor:
-        return self.finish(self.unet(self.prepare(packed, omega), pooled))
+        x = self.prepare(packed, omega)
+        return self.finish(self.unet(x, pooled), x)
 
 
 class EnhanceNet(nn.Module):
