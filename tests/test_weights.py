@@ -1,4 +1,8 @@
+import dataclasses
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,12 @@ from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNe
 from camnet_cli.weights import WeightsError, find_weights, installed, load_weights, read_info, save_weights
 
 TINY = (8, 16, 16, 16, 16)
+SCRIPTS = Path(__file__).parents[1] / "weights"
+
+
+def _script(name: str, *args) -> subprocess.CompletedProcess:
+    """Run one of weights/'s scripts as the model card does."""
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture
@@ -162,16 +172,10 @@ def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path):
 def test_pair_script_ships_separate_nets_as_one_style(tmp_path):
     """weights/pair.py: two separately trained files become restore-NAME and enhance-NAME, fp16,
     the style naming its restoration so that develop finds the pair."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     restore, enhance = RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY))
     save_weights(tmp_path / "r.safetensors", restore, training_data="tests", noise_range=(1e-4, 1e-2), extra={"trained_steps": "7", "x": "y"})
     save_weights(tmp_path / "e.safetensors", enhance, style="draft", training_data="tests", extra={"trained_steps": "9"})
-    script = Path(__file__).parents[1] / "weights" / "pair.py"
-    args = [sys.executable, str(script), tmp_path / "r.safetensors", tmp_path / "e.safetensors", "crisp", tmp_path / "out"]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    done = _script("pair.py", tmp_path / "r.safetensors", tmp_path / "e.safetensors", "crisp", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     style = tmp_path / "out" / "enhance-crisp.safetensors"
     info = read_info(style)
@@ -183,21 +187,21 @@ def test_pair_script_ships_separate_nets_as_one_style(tmp_path):
         assert torch.equal(loaded.state_dict()[key], value.half().float()), key
 
 
+def _converted(script: str, net: RestoreNet, folder: Path):
+    """``net`` saved as old.safetensors and turned by ``script`` into new.safetensors, loaded."""
+    save_weights(folder / "old.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
+    done = _script(script, folder / "old.safetensors", folder / "new.safetensors")
+    assert done.returncode == 0, done.stderr
+    return load_weights(folder / "new.safetensors", "restore")
+
+
 def test_zero_noise_plane_script_keeps_what_the_net_computes(tmp_path):
     """weights/zero_noise_plane.py (the v1 -> v2 start of the model card): the new file feeds
     log10(omega) + 4, yet computes what the old net did with omega = 0, whatever the noise level;
     a file that already feeds the log is refused with its name."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     torch.manual_seed(0)
     old = RestoreNet(RestoreNetConfig(channels=TINY, noise_map="omega")).eval()
-    save_weights(tmp_path / "v1.safetensors", old, training_data="tests", noise_range=(1e-4, 1e-2))
-    script = Path(__file__).parents[1] / "weights" / "zero_noise_plane.py"
-    done = subprocess.run([sys.executable, str(script), tmp_path / "v1.safetensors", tmp_path / "v2.safetensors"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    new, info = load_weights(tmp_path / "v2.safetensors", "restore")
+    new, info = _converted("zero_noise_plane.py", old, tmp_path)
     assert new.config.noise_map == "log" and info.noise_range == (1e-4, 1e-2)
     packed = torch.rand(1, 4, 32, 32)
     with torch.no_grad():
@@ -205,30 +209,21 @@ def test_zero_noise_plane_script_keeps_what_the_net_computes(tmp_path):
         assert not torch.allclose(old(packed, 0.5), want, atol=1e-4)  # the old net does use the plane
         for omega in (1e-5, 1e-3):
             torch.testing.assert_close(new(packed, omega), want, rtol=1e-5, atol=1e-6)
-    again = subprocess.run([sys.executable, str(script), tmp_path / "v2.safetensors", tmp_path / "v3.safetensors"], capture_output=True, text=True, check=False)
-    assert again.returncode != 0 and "v2.safetensors: already feeds 'log'" in again.stderr
-    assert not (tmp_path / "v3.safetensors").exists()
+    again = _script("zero_noise_plane.py", tmp_path / "new.safetensors", tmp_path / "again.safetensors")
+    assert again.returncode != 0 and "new.safetensors: already feeds 'log'" in again.stderr
+    assert not (tmp_path / "again.safetensors").exists()
 
 
 def test_add_linear_path_script_keeps_what_the_net_computes(tmp_path):
     """weights/add_linear_path.py: weights without the linear path get it at zero (same outputs),
     ready to train; weights that have it are refused by name."""
-    import dataclasses
-    import subprocess
-    import sys
-    from pathlib import Path
-
     torch.manual_seed(0)
     old = RestoreNet(RestoreNetConfig(channels=TINY, skip="none")).eval()
-    save_weights(tmp_path / "v3.safetensors", old, training_data="tests", noise_range=(1e-4, 1e-2))
-    script = Path(__file__).parents[1] / "weights" / "add_linear_path.py"
-    done = subprocess.run([sys.executable, str(script), tmp_path / "v3.safetensors", tmp_path / "start.safetensors"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    new, info = load_weights(tmp_path / "start.safetensors", "restore")
+    new, info = _converted("add_linear_path.py", old, tmp_path)
     assert new.config == dataclasses.replace(old.config, skip="adaptive") and info.noise_range == (1e-4, 1e-2)
     assert torch.count_nonzero(new.skip.weight) == 0
-    packed = torch.rand(2, 4, 32, 32)
+    packed, omega = torch.rand(2, 4, 32, 32), torch.tensor([1e-5, 1e-2])
     with torch.no_grad():
-        torch.testing.assert_close(new(packed, torch.tensor([1e-5, 1e-2])), old(packed, torch.tensor([1e-5, 1e-2])))
-    again = subprocess.run([sys.executable, str(script), tmp_path / "start.safetensors", tmp_path / "x.safetensors"], capture_output=True, text=True, check=False)
-    assert again.returncode != 0 and "start.safetensors: already has a linear path" in again.stderr
+        torch.testing.assert_close(new(packed, omega), old(packed, omega))
+    again = _script("add_linear_path.py", tmp_path / "new.safetensors", tmp_path / "again.safetensors")
+    assert again.returncode != 0 and "new.safetensors: already has a linear path" in again.stderr
