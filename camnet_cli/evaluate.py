@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from camnet_cli import color, metrics
+from camnet_cli.data.synthetic import RENDER_EXPOSURE
 from camnet_cli.engine import Engine
 
 
@@ -100,9 +101,9 @@ def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor]) -> tuple[torch
 def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(XYZ, sRGB) of a sample's raw developed by LibRaw: written as a DNG, AHD, camera white balance.
 
-    No auto-brightening and no rotation, so that both align with the ground truths; the sRGB
-    rendering is brightened by the sample's known exposure (LibRaw's ``bright``), as a user of a
-    classical developer would set it.
+    No auto-brightening and no rotation, so that both align with the ground truths; a synthetic
+    raw's sRGB rendering is brightened by the same fixed gain as its final ground truth
+    (LibRaw's ``bright``: 1 / synthetic.RENDER_EXPOSURE), like a camera's JPEG.
     """
     import rawpy
 
@@ -119,7 +120,7 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
         results = []
         for space in (rawpy.ColorSpace.XYZ, rawpy.ColorSpace.sRGB):
             linear = space == rawpy.ColorSpace.XYZ
-            bright = 1.0 if linear else 1.0 / float(sample.get("exposure", torch.tensor(1.0)))
+            bright = 1.0 if linear else 1.0 / RENDER_EXPOSURE if "exposure" in sample else 1.0
             with rawpy.imread(str(path)) as raw:
                 img = raw.postprocess(
                     output_color=space, gamma=(1, 1) if linear else (2.4, 12.92), no_auto_bright=True, bright=bright,

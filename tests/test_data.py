@@ -182,12 +182,14 @@ def test_bilinear_baseline_is_the_textbook_demosaic():
     assert torch.equal(bilinear_demosaic(checker)[1], torch.ones(16, 16))
 
 
-def test_libraw_baseline_is_fair_at_low_noise(photo_dir):
-    """LibRaw's AHD pipeline, told the exposure, reproduces a held-out photo at ISO 100: the baseline
-    compares like with like (alignment, colour matrix, white balance, brightness)."""
+@pytest.mark.parametrize("exposure", [0.5, 0.25])
+def test_libraw_baseline_is_fair_at_low_noise(photo_dir, exposure):
+    """LibRaw's AHD pipeline, with the final ground truth's fixed gain, reproduces a held-out photo
+    at ISO 100, at the render exposure and darker: the baseline compares like with like
+    (alignment, colour matrix, white balance, brightness)."""
     from camnet_cli.evaluate import run_libraw, score
 
-    ds = synthetic.SyntheticEvalSet(synthetic.find_photos(photo_dir)[:1], isos=(100,), max_side=256)
+    ds = synthetic.SyntheticEvalSet(synthetic.find_photos(photo_dir)[:1], isos=(100,), max_side=256, exposures=(exposure,))
     sample = ds[0]
     xyz, srgb = run_libraw(sample)
     scores = score(xyz, srgb, sample["xyz"], sample["srgb"])
@@ -197,7 +199,7 @@ def test_libraw_baseline_is_fair_at_low_noise(photo_dir):
 def test_eval_set_at_several_exposures(photo_dir):
     """Several exposures: each photograph and ISO is the same camera and noise draw at every
     exposure, the default exposure's item is the very raw of the one-exposure set, and the
-    restoration ground truth scales with the exposure while the final one stays the photo."""
+    restoration ground truth and the final one (as a camera's JPEG) follow the exposure."""
     photos = synthetic.find_photos(photo_dir)[:2]
     one = synthetic.SyntheticEvalSet(photos, isos=(400, 6400), max_side=128)
     many = synthetic.SyntheticEvalSet(photos, isos=(400, 6400), max_side=128, exposures=(0.25, 0.5))
@@ -208,8 +210,21 @@ def test_eval_set_at_several_exposures(photo_dir):
         a, b = one[i], many[j]
         assert all(torch.equal(a[k], b[k]) for k in a), (i, j)
     dark, bright = many[4], many[6]  # p1 at ISO 400, exposures 0.25 and 0.5
-    assert dark["exposure"].item() == 0.25 and torch.equal(dark["wb"], bright["wb"]) and torch.equal(dark["srgb"], bright["srgb"])
+    assert dark["exposure"].item() == 0.25 and torch.equal(dark["wb"], bright["wb"])
     torch.testing.assert_close(dark["xyz"] * 2, bright["xyz"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(color.srgb_to_linear(dark["srgb"]) * 2, color.srgb_to_linear(bright["srgb"]), rtol=1e-4, atol=1e-5)
     assert dark["packed"].mean() < 0.6 * bright["packed"].mean()
     with pytest.raises(ValueError, match="exposures"):
         synthetic.SyntheticEvalSet(photos, exposures=(0.0,))
+
+
+def test_final_ground_truth_follows_the_exposure_like_a_cameras_jpeg(photo_dir):
+    """At the render exposure (0.5) the final ground truth is the photo itself; brighter raws
+    get a brighter one, clipped, darker raws a darker one: a fixed function of the raw."""
+    srgb = scene(64, 64)
+    quiet = synthetic.noise.NoiseProfile(0.0, 0.0, "user")
+    at = {e: synthetic.synthesize(srgb, np.random.default_rng(0), exposure=(e, e), profile=quiet) for e in (0.25, 0.5, 1.0)}
+    assert torch.equal(at[0.5]["srgb"], srgb)
+    torch.testing.assert_close(color.srgb_to_linear(at[0.25]["srgb"]), color.srgb_to_linear(srgb) / 2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(color.srgb_to_linear(at[1.0]["srgb"]), (color.srgb_to_linear(srgb) * 2).clamp(0, 1), rtol=1e-4, atol=1e-5)
+    assert all(s["exposure"].item() == pytest.approx(e) for e, s in at.items())
