@@ -4,7 +4,8 @@ Facts from the paper (Liang et al., CameraNet, IEEE TIP 2021, §III-C and Fig. 4
 authors' TensorFlow code (zhetongliang/CameraNet_official, ``my_model_pool.U_net2`` as
 called by ``Train_sid.py``): two 5-level UNets with 32-512 channels, a global transform
 block, sub-pixel output; Enhance-Net adds dilations and residual blocks. The ``paper``
-presets reproduce the paper's 26.53 M parameters exactly (26,527,928).
+presets reproduce the paper's 26.53 M parameters exactly (26,527,928) without Restore-Net's
+linear path (camnet's; 864 parameters more).
 """
 
 from __future__ import annotations
