@@ -114,13 +114,14 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     srgb_to_cam = np.linalg.inv(cam_to_xyz) @ color.SRGB_TO_XYZ  # rows sum to one, as dcraw normalises
     xyz_to_cam = srgb_to_cam @ color.XYZ_TO_SRGB
     wb = sample["wb"].double().numpy()
+    gain = 1.0 / RENDER_EXPOSURE if "exposure" in sample else 1.0  # synthetic raws only
     with tempfile.TemporaryDirectory(prefix="camnet-eval-") as tmp:
         path = Path(tmp) / "raw.dng"
         write_dng(path, to_dn(mosaic, 512, 16383), xyz_to_cam=xyz_to_cam, as_shot_neutral=1 / wb)
         results = []
         for space in (rawpy.ColorSpace.XYZ, rawpy.ColorSpace.sRGB):
             linear = space == rawpy.ColorSpace.XYZ
-            bright = 1.0 if linear else 1.0 / RENDER_EXPOSURE if "exposure" in sample else 1.0
+            bright = 1.0 if linear else gain
             with rawpy.imread(str(path)) as raw:
                 img = raw.postprocess(
                     output_color=space, gamma=(1, 1) if linear else (2.4, 12.92), no_auto_bright=True, bright=bright,

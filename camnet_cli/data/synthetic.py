@@ -197,8 +197,9 @@ class SyntheticEvalSet(Dataset):
 
     Items run over the photographs, then the exposures, then the ISO settings (a7R III table).
     An item's camera and noise draw depend on its photograph and ISO only, so a photograph at
-    the default exposure is the same raw whatever other exposures the set holds. Names are ``photo@ISO400``, with the
-    exposure between (``photo@exposure0.35@ISO400``) unless it is the default alone.
+    the default exposure is the same raw whatever other exposures the set holds. Names are
+    ``photo@ISO400``, with the exposure between (``photo@exposure0.35@ISO400``) unless it is
+    the default alone.
     """
 
     def __init__(
