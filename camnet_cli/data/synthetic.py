@@ -47,7 +47,7 @@ EVAL_EXPOSURE = 0.5
 # brightness is then a fixed function of the raw, which a developer should be (exposure is the
 # photographer's choice, corrected with an exposure setting, not guessed). With the photo as
 # the target at every exposure, Enhance-Net had to guess the exposure from the content: on
-# held-out raws at 0.35 or 0.71 its final PSNR fell from 29 to 22-23 dB, and every further step
+# held-out raws at 0.35 or 0.71 its final PSNR fell from 29 to 21.5-23 dB, and every further step
 # of training, joint fine-tuning included, fitted that guess to the training photographs.
 RENDER_EXPOSURE = 0.5
 # How much a photograph is downscaled before a patch is cut (log-uniform). Photographs are
