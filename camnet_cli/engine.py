@@ -216,9 +216,9 @@ class Engine:
 
     def restore(self, packed: np.ndarray | torch.Tensor, omega: float) -> torch.Tensor:
         """Packed raw (4, h, w) + noise level -> linear camera RGB (3, 2h, 2w), float32 on the CPU."""
-        planes = torch.as_tensor(packed, dtype=torch.float32)[None]
+        planes = torch.as_tensor(packed, dtype=torch.float32)[None].to(self.device)  # once: the UNet and the linear path read it
         x = self.restore_net.prepare(planes, omega)
-        return self.restore_net.finish(self._run("restore", self.restore_net, x), x.to(self.device))[0].cpu()
+        return self.restore_net.finish(self._run("restore", self.restore_net, x), x)[0].cpu()
 
     def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
         """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU."""

@@ -18,9 +18,9 @@ import numpy as np
 LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00"}
 
 
-def _order(group: str) -> tuple[float, ...]:
-    """Sort key of "ISO400" or "exposure0.35@ISO400": exposure, then ISO."""
-    return tuple(float(part.removeprefix("exposure").removeprefix("ISO")) for part in group.split("@"))
+def _cells(group: str) -> list[str]:
+    """The row labels of a group: "ISO400" -> ["400"], "exposure0.35@ISO400" -> ["0.35", "400"]."""
+    return [part.removeprefix("exposure").removeprefix("ISO") for part in group.split("@")]
 
 
 def main(*paths: str) -> None:
@@ -39,9 +39,9 @@ def main(*paths: str) -> None:
         print(f"\n{stage}:\n")
         print("| " + "exposure | " * exposures + "ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
         print("|---|" + "---|" * (exposures + len(shown) * len(keys)))
-        for group in sorted(groups, key=_order):
+        for group in sorted(groups, key=lambda g: [float(c) for c in _cells(g)]):
             cells = [f"{np.mean([s[m][stage][k] for s in groups[group]]):.{4 if k == 'ssim' else 2}f}" for k in keys for m in shown]
-            print("| " + " | ".join(part.removeprefix("exposure").removeprefix("ISO") for part in group.split("@")) + " | " + " | ".join(cells) + " |")
+            print("| " + " | ".join(_cells(group) + cells) + " |")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ CAMERA_MATRICES = np.array(
 # range would make dark scenes and underexposed bright ones indistinguishable (measured: the
 # validation PSNR of Enhance-Net stalls near 20 dB with exposures between 1/4 and 1).
 EXPOSURE_RANGE = (0.35, 0.71)
-EVAL_EXPOSURE = 0.5
 # The final ground truth follows the raw's exposure, as a camera's JPEG does: the photo's linear
 # light times exposure / RENDER_EXPOSURE (clipped), so the photo itself at exposure 0.5. Its
 # brightness is then a fixed function of the raw, which a developer should be (exposure is the
@@ -50,6 +49,8 @@ EVAL_EXPOSURE = 0.5
 # held-out raws at 0.35 or 0.71 its final PSNR fell from 29 to 21.5-23 dB, and every further step
 # of training, joint fine-tuning included, fitted that guess to the training photographs.
 RENDER_EXPOSURE = 0.5
+# The held-out raws' exposure by default: the one whose final ground truth is the photo itself.
+EVAL_EXPOSURE = RENDER_EXPOSURE
 # How much a photograph is downscaled before a patch is cut (log-uniform). Photographs are
 # softer per pixel than a raw (lens, the camera's demosaicking, JPEG); downscaling restores
 # the per-pixel detail a sensor records, which Restore-Net has to learn to keep.
