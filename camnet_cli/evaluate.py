@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from camnet_cli import color, metrics
-from camnet_cli.data.synthetic import RENDER_EXPOSURE
 from camnet_cli.engine import Engine
 
 
@@ -102,8 +101,8 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     """(XYZ, sRGB) of a sample's raw developed by LibRaw: written as a DNG, AHD, camera white balance.
 
     No auto-brightening and no rotation, so that both align with the ground truths; a synthetic
-    raw's sRGB rendering is brightened by the same fixed gain as its final ground truth
-    (LibRaw's ``bright``: 1 / synthetic.RENDER_EXPOSURE), like a camera's JPEG.
+    raw's sRGB rendering is brightened by the gain its final ground truth was rendered with
+    (the sample's ``render_gain``, LibRaw's ``bright``), like a camera's JPEG.
     """
     import rawpy
 
@@ -114,7 +113,7 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     srgb_to_cam = np.linalg.inv(cam_to_xyz) @ color.SRGB_TO_XYZ  # rows sum to one, as dcraw normalises
     xyz_to_cam = srgb_to_cam @ color.XYZ_TO_SRGB
     wb = sample["wb"].double().numpy()
-    gain = 1.0 / RENDER_EXPOSURE if "exposure" in sample else 1.0  # synthetic raws only
+    gain = float(sample.get("render_gain", 1.0))
     with tempfile.TemporaryDirectory(prefix="camnet-eval-") as tmp:
         path = Path(tmp) / "raw.dng"
         write_dng(path, to_dn(mosaic, 512, 16383), xyz_to_cam=xyz_to_cam, as_shot_neutral=1 / wb)

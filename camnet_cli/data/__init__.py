@@ -7,7 +7,9 @@ Every dataset yields samples as dicts of tensors, one training patch each:
 - ``wb``: (3,) the white-balance gains the file reports (G = 1);
 - ``cam_to_xyz``: (3, 3) white-balanced camera RGB -> XYZ;
 - ``xyz``: (3, P, P) restoration ground truth, linear CIE XYZ (D65);
-- ``srgb``: (3, P, P) enhancement ground truth, sRGB in [0, 1].
+- ``srgb``: (3, P, P) enhancement ground truth, sRGB in [0, 1];
+- ``render_gain`` (synthetic only): () the gain the enhancement ground truth applies to the
+  raw's light, as a camera's JPEG engine brightens its raw; baselines render with it.
 
 Sample ``k`` is a pure function of (seed, k): the same index gives the same patch,
 augmentation and noise in any worker, on any rank, before or after a resume.

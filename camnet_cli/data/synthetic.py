@@ -189,7 +189,7 @@ def synthesize(
         "cam_to_xyz": torch.from_numpy(cam_to_xyz).float(),
         "xyz": raw.xyz,
         "srgb": _rendered(srgb, gain / RENDER_EXPOSURE),
-        "exposure": torch.tensor(gain, dtype=torch.float32),
+        "render_gain": torch.tensor(1.0 / RENDER_EXPOSURE, dtype=torch.float32),
     }
 
 
