@@ -75,7 +75,7 @@ class TrainConfig:
     workers: int = 2
     checkpoint_every: int = 1000
     validate_every: int = 1000
-    val_samples: int = 8
+    val_samples: int = 16  # patches of the validation set (data.VALIDATION_SEED: the same for every run)
     device: str = "auto"
     precision: str = "auto"  # bf16 autocast on CUDA; fp32 elsewhere
     compile: bool = False

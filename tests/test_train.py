@@ -305,3 +305,22 @@ def test_skip_lr_moves_the_linear_path_at_its_own_rate(photos, tmp_path):
     assert path_after(tmp_path / "same") < 1e-5
     result = runner.invoke(app, ["train-restore", "-o", str(tmp_path / "own"), *map(str, common), "--steps", "4", "--resume", "last"])
     assert result.exit_code == 2 and "parameter groups" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_validation_is_the_same_whatever_the_seed(photos, tmp_path):
+    """--val-samples sets how many patches validate; they are the same patches for every --seed,
+    so that runs compare: the same networks score the same, different networks differently."""
+
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path / "a", "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1", *FAST)
+    start = tmp_path / "a" / "restore-default.safetensors"
+
+    def val_psnr(run, *extra):
+        _cli("train-restore", "--data-root", photos, "-o", tmp_path / run, "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1",
+             "--val-samples", "3", "--lr", "1e-12", *extra, *FAST)
+        assert json.loads(load_checkpoint(tmp_path / run / "checkpoints" / "last.safetensors")[0]["config"])["val_samples"] == 3
+        with open(tmp_path / run / "metrics.csv") as f:
+            return float(list(csv.DictReader(f))[-1]["val_psnr"])
+
+    same = [val_psnr(f"s{seed}", "--init", start, "--seed", str(seed)) for seed in (1, 2)]
+    assert same[0] == pytest.approx(same[1], abs=1e-4)
+    assert val_psnr("fresh", "--seed", "1") != pytest.approx(same[0], abs=1e-2)

@@ -59,6 +59,9 @@ Resume = Annotated[
 ]
 CheckpointEvery = Annotated[int, typer.Option(help="Save a checkpoint every N steps.", min=1, rich_help_panel=OUT)]
 ValidateEvery = Annotated[int, typer.Option(help="Validate (PSNR, SSIM) every N steps; the best checkpoint is kept.", min=1, rich_help_panel=OUT)]
+ValSamples = Annotated[
+    int, typer.Option(help="Validation patches (the same ones whatever --seed); more make the best checkpoint's choice less noisy.", min=1, rich_help_panel=OUT)
+]
 Name = Annotated[str, typer.Option(help="Name of the exported weights: restore-NAME / enhance-NAME (the style).", rich_help_panel=OUT)]
 ExportDtype = Annotated[str, typer.Option(help="Precision of the exported weights: fp32, fp16 or bf16.", rich_help_panel=OUT)]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=DEVICE)]
@@ -71,7 +74,7 @@ def train_restore(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, seed: Seed = 0,
     workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
-    validate_every: ValidateEvery = 1000, name: Name = "default", export_dtype: ExportDtype = "fp32",
+    validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "default", export_dtype: ExportDtype = "fp32",
     enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
     device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
     one_stage: Annotated[bool, typer.Option("--one-stage", help="Train the one-stage baseline instead: one UNet from raw to the final sRGB (paper §IV-C).", rich_help_panel=RUN)] = False,
@@ -87,7 +90,7 @@ def train_enhance(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, seed: Seed = 0, workers: Workers = 2,
     output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
-    validate_every: ValidateEvery = 1000, name: Name = "natural", export_dtype: ExportDtype = "fp32",
+    validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural", export_dtype: ExportDtype = "fp32",
     enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
     perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
@@ -106,7 +109,7 @@ def finetune(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
     log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/finetune"), resume: Resume = None,
-    checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, name: Name = "natural",
+    checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural",
     export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
     scale: Scale = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
-from camnet_cli.data import synthetic
+from camnet_cli.data import VALIDATION_SEED, synthetic
 
 if TYPE_CHECKING:
     from camnet_cli.train import TrainConfig
@@ -30,7 +30,7 @@ def make_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, str]:
         exposure = tuple(cfg.exposure) if cfg.exposure else synthetic.EXPOSURE_RANGE
         scale = tuple(cfg.scale) if cfg.scale else synthetic.SCALE_RANGE
         train = synthetic.SyntheticDataset(train_photos, cfg.patch_size, seed=cfg.seed, exposure=exposure, scale=scale)
-        val = synthetic.SyntheticDataset(val_photos or train_photos, cfg.patch_size, seed=cfg.seed + 1_000_003, exposure=exposure, scale=scale)
+        val = synthetic.SyntheticDataset(val_photos or train_photos, cfg.patch_size, seed=VALIDATION_SEED, exposure=exposure, scale=scale)
         note = f"synthetic raws from {len(train_photos)} photographs in {root.name} ({len(val_photos)} held out)"
         return train, val, note
     from camnet_cli.data import real

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from camnet_cli import color
-from camnet_cli.data import sample_rng, to_tensor_image
+from camnet_cli.data import VALIDATION_SEED, sample_rng, to_tensor_image
 from camnet_cli.data.datasets import DatasetError
 from camnet_cli.raw import RAW_EXTENSIONS, RawError, load_frame
 
@@ -302,7 +302,7 @@ def make_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, str]:
     note = f"{cfg.dataset} ({len(train_pairs)} training pairs)"
     if cfg.dataset == "fivek":
         note += f", expert {cfg.expert.upper()}"
-    return PairDataset(train_pairs, cache, cfg.patch_size, cfg.seed), PairDataset(val_pairs, cache, cfg.patch_size, cfg.seed + 1), note
+    return PairDataset(train_pairs, cache, cfg.patch_size, cfg.seed), PairDataset(val_pairs, cache, cfg.patch_size, VALIDATION_SEED), note
 
 
 def make_eval_set(dataset: str, root: Path, enhance_gt: Path | None = None, expert: str = "C") -> Dataset:
