@@ -30,16 +30,23 @@ def count_gflops(restore: RestoreNet, enhance: EnhanceNet, width: int, height: i
     """GFLOPs (2 x multiply-adds) of both nets on a width x height frame.
 
     Counted with torch's FlopCounterMode: on the frame itself up to 1.5 MP, else on a ~1 MP
-    frame of the same aspect (sides multiples of 32, so no padding) scaled by the pixel count,
-    as every layer's cost is proportional to it.
+    frame of the same aspect scaled by the pixel count, as every layer's cost is proportional
+    to it. The proxy's sides are multiples of 32 (Enhance-Net's input needs no padding) less
+    4 for Restore-Net (its input with the two-pixel border needs none either).
     """
-    w, h = width, height
-    if width * height > 1_500_000:
-        scale = math.sqrt(width * height / 1_000_000)
-        w, h = max(32, round(width / scale / 32) * 32), max(32, round(height / scale / 32) * 32)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        enhance(restore(torch.rand(1, 4, h // 2, w // 2), 1e-3))
-    return counter.get_total_flops() * (width * height) / (w * h) / 1e9
+    if width * height <= 1_500_000:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            enhance(restore(torch.rand(1, 4, height // 2, width // 2), 1e-3))
+        return counter.get_total_flops() / 1e9
+    scale = math.sqrt(width * height / 1_000_000)
+    w, h = max(64, round(width / scale / 32) * 32), max(64, round(height / scale / 32) * 32)
+    flops = 0.0
+    for net, x in ((restore, (torch.rand(1, 4, h // 2 - 2, w // 2 - 2), 1e-3)), (enhance, (torch.rand(1, 3, h, w),))):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(*x)
+        area = x[0].shape[-2] * x[0].shape[-1] * (4 if net is restore else 1)
+        flops += counter.get_total_flops() * (width * height) / area
+    return flops / 1e9
 
 
 def device_name(device: torch.device) -> str:

@@ -156,6 +156,26 @@ def unpack_bayer(packed: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(flat, 2).reshape(*lead, 1, packed.shape[-2] * 2, packed.shape[-1] * 2)
 
 
+def pad_bayer(packed: torch.Tensor, n: int = 1) -> torch.Tensor:
+    """Pad packed RGGB planes by ``n`` on every side: the mosaic mirrored about its edge pixels.
+
+    That is ``2n`` sensor pixels, so every colour's border neighbours lie where the sensor's
+    would (the mosaic of a mirrored image). Mirroring the planes themselves would mirror the
+    odd rows and columns about a point a sensor pixel off. Planes of one row or column
+    (a mosaic too small to mirror) have their edges repeated instead.
+
+    Args:
+        packed: (B, 4, h, w) planes in ``PACKED_CHANNELS`` order.
+
+    Returns:
+        (B, 4, h + 2n, w + 2n) planes.
+    """
+    h, w = packed.shape[-2:]
+    if n >= min(h, w):
+        return F.pad(packed, (n, n, n, n), mode="replicate")
+    return pack_bayer(F.pad(unpack_bayer(packed), (2 * n,) * 4, mode="reflect"))
+
+
 def camera_to_xyz(rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Camera RGB -> XYZ with the file's metadata: white-balance gains, then the colour matrix.
 

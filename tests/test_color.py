@@ -87,3 +87,16 @@ def test_pack_order_and_round_trip():
     assert torch.equal(color.unpack_bayer(packed), m)
     with pytest.raises(ValueError):
         color.unpack_bayer(torch.rand(3, 2, 2))
+
+
+def test_pad_bayer_is_the_mosaic_of_the_mirrored_image():
+    """Padding the planes mirrors the sensor: the result is the mosaic of the image mirrored
+    about its edge pixels, each colour's neighbours where the sensor's would be; mirroring
+    the planes themselves is not (its odd rows and columns are a pixel off)."""
+    rgb = torch.rand(2, 3, 12, 16)
+    packed = color.pack_bayer(color.mosaic(rgb))
+    mirrored = torch.nn.functional.pad(rgb, (2, 2, 2, 2), mode="reflect")
+    expected = color.pack_bayer(color.mosaic(mirrored))
+    assert torch.equal(color.pad_bayer(packed), expected)
+    assert not torch.equal(torch.nn.functional.pad(packed, (1, 1, 1, 1), mode="reflect"), expected)
+    assert color.pad_bayer(torch.rand(1, 4, 1, 5)).shape == (1, 4, 3, 7)  # too small to mirror: edges repeated

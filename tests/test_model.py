@@ -43,11 +43,15 @@ def test_lite_parameter_count():
 
 
 def _gflops_at_12mp(size: str) -> float:
+    """Both nets' cost per pixel, each on a frame its UNet needs not pad (Restore-Net adds a
+    border of one packed pixel), times 12 MP."""
     restore, enhance = RestoreNet(restore_config(size)), EnhanceNet(enhance_config(size))
-    h, w = 384, 512
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        enhance(restore(torch.rand(1, 4, h // 2, w // 2), 1e-3))
-    return counter.get_total_flops() * (4032 * 3024) / (h * w) / 1e9
+    total = 0.0
+    for net, x, pixels in ((restore, (torch.rand(1, 4, 190, 254), 1e-3), 380 * 508), (enhance, (torch.rand(1, 3, 384, 512),), 384 * 512)):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(*x)
+        total += counter.get_total_flops() * (4032 * 3024) / pixels
+    return total / 1e9
 
 
 def test_paper_gflops_at_4032x3024():
@@ -99,7 +103,7 @@ def test_noise_plane_is_on_a_log_scale():
     assert plane[0].unique().item() == pytest.approx(-1.21, abs=0.01) and plane[1].unique().item() == pytest.approx(1.71, abs=0.01)
     legacy = RestoreNet(RestoreNetConfig(channels=TINY, noise_map="omega")).prepare(x, 1e-3)[:, 4]
     assert legacy.unique().item() == pytest.approx(1e-3)
-    assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, 0.0)[:, :4], x)  # omega 0 is finite
+    assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, 0.0)[:, :4, 1:-1, 1:-1], x)  # omega 0 is finite
     with pytest.raises(ValueError, match="noise_map"):
         RestoreNet(RestoreNetConfig(channels=TINY, noise_map="sigma"))
 
@@ -181,13 +185,15 @@ def test_residual_branches_start_as_identity():
 
 def test_linear_path_starts_at_zero_and_follows_the_noise_level():
     """Restore-Net's linear path: zero at the start (the net is its UNet alone); then each
-    image's kernel is W0 + level * W1 for its own noise level, edges replicated."""
+    image's kernel is W0 + level * W1 for its own noise level; at the edges it sees the mosaic
+    mirrored (color.pad_bayer), and the output is cropped back to the input's size."""
     net = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
     assert net.config.skip == "adaptive" and torch.count_nonzero(net.skip.weight) == 0
     packed, omega = torch.rand(2, 4, 16, 16), torch.tensor([1e-5, 1e-2])  # levels -1 and 2
     x = net.prepare(packed, omega)
     with torch.no_grad():
-        unet_only = torch.nn.functional.pixel_shuffle(net.unet(x), 2)
+        unet_only = torch.nn.functional.pixel_shuffle(net.unet(x), 2)[..., 2:-2, 2:-2]
+        assert unet_only.shape == (2, 3, 32, 32)
         assert torch.equal(net(packed, omega), unet_only)
         net.skip.weight[0, 0, 1, 1] = 1.0  # W0: plane 0 (red at the red site) += R
         net.skip.weight[12, 0, 1, 1] = 0.5  # W1: += 0.5 * level * R
@@ -197,7 +203,7 @@ def test_linear_path_starts_at_zero_and_follows_the_noise_level():
     torch.testing.assert_close(added[0, 0, ::2, ::2], red[0] * (1 + 0.5 * -1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(added[1, 0, ::2, ::2], red[1] * (1 + 0.5 * 2), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(added[:, 0, ::2, 1::2][..., :-1], red[..., 1:], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(added[:, 0, ::2, -1], red[..., -1], rtol=1e-5, atol=1e-5)  # replicated edge
+    torch.testing.assert_close(added[:, 0, ::2, -1], red[..., -1], rtol=1e-5, atol=1e-5)  # mirrored: the red two pixels left
     assert torch.count_nonzero(added[:, 1:]) == 0  # green and blue untouched
 
 
