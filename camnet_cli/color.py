@@ -176,6 +176,45 @@ def pad_bayer(packed: torch.Tensor, n: int = 1) -> torch.Tensor:
     return pack_bayer(F.pad(unpack_bayer(packed), (2 * n,) * 4, mode="reflect"))
 
 
+# The eight symmetries of the square as (transpose, flip rows, flip columns), in the order a
+# self-ensemble of N views takes the first N: identity, transpose, half turn, anti-transpose, ...
+SYMMETRIES = ((0, 0, 0), (1, 0, 0), (0, 1, 1), (1, 1, 1), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1))
+
+
+def _apply(x: torch.Tensor, symmetry: tuple[int, int, int], inverse: bool = False) -> torch.Tensor:
+    transpose, rows, cols = symmetry
+    if transpose and not inverse:
+        x = x.transpose(-1, -2)
+    x = x.flip([d for d, on in ((-2, rows), (-1, cols)) if on]) if rows or cols else x
+    return x.transpose(-1, -2) if transpose and inverse else x
+
+
+def bayer_view(packed: torch.Tensor, symmetry: tuple[int, int, int]) -> torch.Tensor:
+    """Packed planes of the mosaic transposed and/or flipped, still RGGB.
+
+    A flip moves red to an odd row or column; the view is cut one sensor pixel in from the
+    mirrored mosaic (``pad_bayer``) to put it back at (0, 0), so a network sees every view as
+    the Bayer pattern it was trained on. ``bayer_unview`` maps its output back.
+
+    Args:
+        packed: (B, 4, h, w) planes.
+        symmetry: one of ``SYMMETRIES``.
+
+    Returns:
+        (B, 4, h + 1, w + 1) planes, or (B, 4, w + 1, h + 1) transposed.
+    """
+    view = _apply(unpack_bayer(pad_bayer(packed, 1)), symmetry)
+    _, rows, cols = symmetry
+    return pack_bayer(view[..., rows : view.shape[-2] - 2 + rows, cols : view.shape[-1] - 2 + cols])
+
+
+def bayer_unview(image: torch.Tensor, symmetry: tuple[int, int, int]) -> torch.Tensor:
+    """A full-resolution (B, C, 2h + 2, 2w + 2) result for ``bayer_view``'s planes -> (B, C, 2h, 2w) for the original mosaic."""
+    _, rows, cols = symmetry
+    placed = F.pad(image, (cols, 2 - cols, rows, 2 - rows))  # the view's place in the mirrored mosaic
+    return _apply(placed, symmetry, inverse=True)[..., 2:-2, 2:-2]
+
+
 def camera_to_xyz(rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Camera RGB -> XYZ with the file's metadata: white-balance gains, then the colour matrix.
 

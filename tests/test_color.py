@@ -100,3 +100,25 @@ def test_pad_bayer_is_the_mosaic_of_the_mirrored_image():
     assert torch.equal(color.pad_bayer(packed), expected)
     assert not torch.equal(torch.nn.functional.pad(packed, (1, 1, 1, 1), mode="reflect"), expected)
     assert color.pad_bayer(torch.rand(1, 4, 1, 5)).shape == (1, 4, 3, 7)  # too small to mirror: edges repeated
+
+
+def _colour_tagged(packed: torch.Tensor) -> torch.Tensor:
+    """A stand-in for Restore-Net: channel c holds the raw value where the RGGB pattern has colour c."""
+    m = color.unpack_bayer(packed)[:, 0]
+    out = torch.zeros(m.shape[0], 3, *m.shape[-2:])
+    for c, (dy, dx) in ((0, (0, 0)), (1, (0, 1)), (1, (1, 0)), (2, (1, 1))):
+        out[:, c, dy::2, dx::2] = m[:, dy::2, dx::2]
+    return out
+
+
+def test_every_symmetric_view_keeps_the_bayer_pattern_and_maps_back():
+    """Each of the eight views is still RGGB, so a network reads every colour where it was
+    trained to, and its result maps back onto the original pixels: a wrong phase would put a
+    red sample in the green channel, a wrong offset would shift the image."""
+    packed = color.pack_bayer(color.mosaic(torch.rand(2, 3, 12, 16)))
+    want = _colour_tagged(packed)
+    assert len(set(color.SYMMETRIES)) == 8
+    for symmetry in color.SYMMETRIES:
+        view = color.bayer_view(packed, symmetry)
+        assert view.shape == ((2, 4, 9, 7) if symmetry[0] else (2, 4, 7, 9))
+        assert torch.equal(color.bayer_unview(_colour_tagged(view), symmetry), want), symmetry

@@ -188,6 +188,7 @@ def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
         (["{dng}", "--format", "gif"], "--format"),
         (["{dng}", "--wb", "warm"], "--wb"),
         (["{dng}", "--style", "expertC"], "unknown style 'expertC'"),
+        (["{dng}", "--ensemble", "9"], "--ensemble"),
         (["{dng}", "--device", "cuda:7" if not __import__("torch").cuda.is_available() else "tpu"], "--device"),
     ],
 )

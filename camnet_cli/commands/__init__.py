@@ -13,6 +13,11 @@ from rich.markup import escape
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
+ENSEMBLE_HELP = (
+    "Restore each raw from N views of its mosaic (1-8: as is, transposed, turned, flipped) and average them: "
+    "less noise and fewer artefacts, N times the restoration's time."
+)
+
 # Exit codes, as darktable-cli and friends: 0 all good, 1 some input failed, 2 usage error.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from camnet_cli import noise
 from camnet_cli.batch import Job, Outcome, Settings, plan_jobs, run_batch, stop_on_interrupt
-from camnet_cli.commands import EXIT_FAILED, EXIT_OK, error, stderr, stdout, usage_error, warning
+from camnet_cli.commands import ENSEMBLE_HELP, EXIT_FAILED, EXIT_OK, error, stderr, stdout, usage_error, warning
 from camnet_cli.engine import Engine, EngineError
 from camnet_cli.export import FORMATS
 from camnet_cli.inputs import expand_inputs
@@ -62,6 +62,7 @@ def develop(
         int | None, typer.Option(help="Tile side in packed pixels (half the image's); 0 never tiles; default from free memory.", min=0, rich_help_panel=ENGINE)
     ] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="Compile the networks (torch.compile): slow start, faster batches.", rich_help_panel=ENGINE)] = False,
+    ensemble: Annotated[int, typer.Option(help=ENSEMBLE_HELP, min=1, max=8, rich_help_panel=ENGINE)] = 1,
 ) -> None:
     """Develop raw files into finished photos with a CameraNet style.
 
@@ -92,7 +93,7 @@ def develop(
         restore_path = find_weights(restore, "restore") if restore else companion_restore(style_path)
         restore_net, _ = load_weights(restore_path, "restore")
         enhance_net, _ = load_weights(style_path, "enhance")
-        engine = Engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile)
+        engine = Engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile, ensemble=ensemble)
     except (WeightsError, EngineError) as e:
         raise usage_error(str(e)) from None
 

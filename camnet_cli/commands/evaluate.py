@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from camnet_cli.commands import EXIT_OK, stdout, usage_error
+from camnet_cli.commands import ENSEMBLE_HELP, EXIT_OK, stdout, usage_error
 from camnet_cli.data.datasets import DATASETS, DatasetError, make_eval_set
 from camnet_cli.engine import Engine, EngineError
 from camnet_cli.evaluate import check_baselines, evaluate, means
@@ -40,6 +40,7 @@ def eval_(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: per image and mean.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "fp32",
+    ensemble: Annotated[int, typer.Option(help=ENSEMBLE_HELP, min=1, max=8)] = 1,
 ) -> None:
     """Score networks on a dataset's held-out images: PSNR, SSIM, S-CIELAB and CIEDE2000.
 
@@ -67,11 +68,11 @@ def eval_(
     try:
         if one_stage is not None:
             net, _ = load_weights(one_stage, "onestage")
-            engine = Engine(net, device=device, precision=precision)  # type: ignore[arg-type]
+            engine = Engine(net, device=device, precision=precision, ensemble=ensemble)  # type: ignore[arg-type]
         else:
             restore_net, _ = load_weights(restore or companion_restore(enhance), "restore")  # type: ignore[arg-type]
             enhance_net, _ = load_weights(enhance, "enhance")  # type: ignore[arg-type]
-            engine = Engine(restore_net, enhance_net, device=device, precision=precision)  # type: ignore[arg-type]
+            engine = Engine(restore_net, enhance_net, device=device, precision=precision, ensemble=ensemble)  # type: ignore[arg-type]
         data = make_eval_set(dataset, data_root, **options)
     except (WeightsError, EngineError, DatasetError) as e:
         raise usage_error(str(e)) from None
