@@ -33,11 +33,11 @@ class ImageScores:
 
 
 def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Tensor, srgb: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Restoration (PSNR, SSIM in linear XYZ, clipped to [0, 1]) and final (PSNR, SSIM, S-CIELAB, CIEDE2000)."""
+    """Restoration (PSNR, SSIM, S-CIELAB in linear XYZ, clipped to [0, 1]) and final (PSNR, SSIM, S-CIELAB, CIEDE2000)."""
     out: dict[str, dict[str, float]] = {}
     if pred_xyz is not None:
         a, b = pred_xyz.clamp(0, 1), xyz.clamp(0, 1)
-        out["restore"] = {"psnr": metrics.psnr(a, b).item(), "ssim": metrics.ssim(a, b).item()}
+        out["restore"] = {"psnr": metrics.psnr(a, b).item(), "ssim": metrics.ssim(a, b).item(), "scielab": metrics.scielab_xyz(a, b).item()}
     a, b = pred_srgb.clamp(0, 1), srgb.clamp(0, 1)
     out["final"] = {
         "psnr": metrics.psnr(a, b).item(),

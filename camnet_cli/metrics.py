@@ -64,9 +64,14 @@ def xyz_to_lab(xyz: torch.Tensor) -> torch.Tensor:
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
 
 
+def srgb_to_xyz(srgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] -> linear CIE XYZ (D65, Y = 1 for white), in float64. (*, 3, H, W) -> (*, 3, H, W)."""
+    return color.apply_matrix(color.srgb_to_linear(srgb.double()), color.SRGB_TO_XYZ)
+
+
 def srgb_to_lab(srgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> CIELAB (D65). (*, 3, H, W) -> (*, 3, H, W)."""
-    return xyz_to_lab(color.apply_matrix(color.srgb_to_linear(srgb.double()), color.SRGB_TO_XYZ))
+    return xyz_to_lab(srgb_to_xyz(srgb))
 
 
 def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor, dim: int = -3) -> torch.Tensor:
@@ -172,19 +177,32 @@ def _scielab_kernel(terms: tuple[tuple[float, float], ...], samples_per_degree: 
 def scielab(x: torch.Tensor, y: torch.Tensor, samples_per_degree: float = SAMPLES_PER_DEGREE) -> torch.Tensor:
     """Mean S-CIELAB difference (Zhang & Wandell 1997) between two sRGB images; lower is better.
 
-    Both images go to XYZ, then to opponent channels, each channel is blurred by its
-    contrast-sensitivity filter (reflecting at the borders), back to XYZ and CIELAB, and the
-    CIELAB difference (Delta E*ab 1976, as in the original) is averaged over the pixels.
-
     Args:
         x, y: (*, 3, H, W) sRGB images in [0, 1].
 
     Returns:
         (*) mean differences.
     """
+    return scielab_xyz(srgb_to_xyz(x), srgb_to_xyz(y), samples_per_degree)
 
-    def filtered_lab(img: torch.Tensor) -> torch.Tensor:
-        xyz = color.apply_matrix(color.srgb_to_linear(img.double()), color.SRGB_TO_XYZ)
+
+def scielab_xyz(x: torch.Tensor, y: torch.Tensor, samples_per_degree: float = SAMPLES_PER_DEGREE) -> torch.Tensor:
+    """Mean S-CIELAB difference between two linear CIE XYZ images (D65, Y = 1 for white).
+
+    S-CIELAB's own input: both images go to opponent channels, each channel is blurred by its
+    contrast-sensitivity filter (reflecting at the borders), back to XYZ and CIELAB, and the
+    CIELAB difference (Delta E*ab 1976, as in the original) is averaged over the pixels. This
+    scores the restoration stage, whose output is linear XYZ.
+
+    Args:
+        x, y: (*, 3, H, W) linear XYZ images.
+
+    Returns:
+        (*) mean differences.
+    """
+
+    def filtered_lab(xyz: torch.Tensor) -> torch.Tensor:
+        xyz = xyz.double()
         opp = color.apply_matrix(xyz, _XYZ_TO_OPP.to(xyz.device))
         lead, (_, h, w) = opp.shape[:-3], opp.shape[-3:]
         channels = []

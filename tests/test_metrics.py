@@ -83,7 +83,7 @@ def test_lab_and_delta_e_match_scikit_image():
 def test_batched_shapes():
     a, b = _pair()
     x, y = torch.stack([a, a]), torch.stack([b, a])
-    for f in (metrics.psnr, metrics.ssim, metrics.delta_e2000, metrics.scielab):
+    for f in (metrics.psnr, metrics.ssim, metrics.delta_e2000, metrics.scielab, metrics.scielab_xyz):
         out = f(x, y)
         assert out.shape == (2,)
 
@@ -96,6 +96,16 @@ def test_scielab_of_uniform_fields_is_cielab():
     y = torch.tensor(c2, dtype=torch.float64).view(3, 1, 1).expand(3, 40, 40)
     assert metrics.scielab(x, y).item() == pytest.approx(24.9749, abs=5e-3)
     assert metrics.scielab(x, x).item() == 0.0
+
+
+def test_scielab_xyz_of_uniform_fields_is_cielab():
+    """In XYZ (the restoration stage's space): D65 white (L* 100) against an 18% grey of the same
+    chromaticity (L* 49.496, CIE 15:2004's formula) differ by 50.504 in L* alone."""
+    white = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64).view(3, 1, 1).expand(3, 40, 40)
+    assert metrics.scielab_xyz(white, 0.18 * white).item() == pytest.approx(50.504, abs=2e-3)
+    # The sRGB form is the XYZ form of the converted images.
+    a, b = _pair()
+    assert metrics.scielab(a, b).item() == pytest.approx(metrics.scielab_xyz(metrics.srgb_to_xyz(a), metrics.srgb_to_xyz(b)).item())
 
 
 def test_scielab_forgives_fine_chroma_more_than_fine_luminance():

@@ -81,7 +81,8 @@ def eval_(
     if json_output:
         stdout.out(json.dumps({"images": [{"name": r.name, **r.scores} for r in results], "mean": mean}), highlight=False)
         raise typer.Exit(EXIT_OK)
-    columns = [("restore", "psnr", "R-PSNR"), ("restore", "ssim", "R-SSIM"), ("final", "psnr", "PSNR"), ("final", "ssim", "SSIM"),
+    columns = [("restore", "psnr", "R-PSNR"), ("restore", "ssim", "R-SSIM"), ("restore", "scielab", "R-S-CIELAB"),
+               ("final", "psnr", "PSNR"), ("final", "ssim", "SSIM"),
                ("final", "scielab", "S-CIELAB"), ("final", "de2000", "ΔE00")]
     table = Table(title=f"camnet eval: {dataset}, {len(results)} images", title_justify="left")
     table.add_column("image")
