@@ -6,14 +6,15 @@ together (Eq. 7). A one-stage baseline (one UNet, raw to sRGB, paper §IV-C) tra
 the same loop.
 
 Checkpoints are safetensors files (tensors and a JSON header, no pickle), written to a
-temporary name and renamed. A checkpoint holds the networks, the optimiser, the step, the
-best validation score and the random state; samples are a pure function of their index,
+temporary name and renamed. A checkpoint holds the networks (and their moving average with
+``--ema``), the optimiser, the step, the best validation score and the random state; samples are a pure function of their index,
 so a resumed run continues the very same curve. Under torchrun the loop runs with
 DistributedDataParallel; rank 0 validates, logs and saves.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -71,6 +72,7 @@ class TrainConfig:
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
     log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
     skip_lr: float | None = None  # Restore-Net's linear path (RestoreNetConfig.skip): its own rate, scheduled alike
+    ema: float = 0.0  # decay of the weights' moving average (0: none); validated and exported instead of the raw weights
     seed: int = 0
     workers: int = 2
     checkpoint_every: int = 1000
@@ -102,6 +104,24 @@ class TrainConfig:
 def lr_at(step: int, total: int, base: float) -> float:
     """The paper's schedule: ``base``, divided by 10 at three quarters of the steps."""
     return base if step < 0.75 * total else base * 0.1
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """The moving average's decay after ``step`` updates: ``decay``, lower at first.
+
+    (1 + step) / (10 + step) as TensorFlow's ExponentialMovingAverage with num_updates, so that a
+    fresh average is not held at the initial weights for ~1 / (1 - decay) steps.
+    """
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(average: nn.Module, net: nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * net, parameter by parameter; buffers are copied."""
+    for a, p in zip(average.parameters(), net.parameters()):
+        a.lerp_(p.detach(), 1 - decay)
+    for a, b in zip(average.buffers(), net.buffers()):
+        a.copy_(b)
 
 
 @dataclass
@@ -175,12 +195,16 @@ def _forward(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg: Tr
 # --- checkpoints -----------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer, step: int, best: float) -> None:
-    """Write a checkpoint atomically: the nets (unwrapped), the optimiser, the step and random state."""
+def save_checkpoint(
+    path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer, step: int, best: float,
+    averages: dict[str, nn.Module] | None = None,
+) -> None:
+    """Write a checkpoint atomically: the nets (unwrapped) and their averages, the optimiser, the step and random state."""
     tensors: dict[str, torch.Tensor] = {}
-    for name, net in nets.items():
-        for k, v in net.state_dict().items():
-            tensors[f"net.{name}.{k}"] = v.detach().cpu().contiguous()
+    for prefix, group in (("net", nets), ("ema", averages or {})):
+        for name, net in group.items():
+            for k, v in net.state_dict().items():
+                tensors[f"{prefix}.{name}.{k}"] = v.detach().cpu().contiguous()
     state = optimizer.state_dict()
     for index, entries in state["state"].items():
         for k, v in entries.items():
@@ -226,25 +250,32 @@ def load_checkpoint(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
     return header, tensors
 
 
-def _net_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    """The state dict of network ``name`` among a checkpoint's tensors."""
-    prefix = f"net.{name}."
+def _net_state(tensors: dict[str, torch.Tensor], name: str, kind: str = "net") -> dict[str, torch.Tensor]:
+    """The state dict of network ``name`` (``kind`` "net", or "ema" for its average) among a checkpoint's tensors."""
+    prefix = f"{kind}.{name}."
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _checkpoint_net(header: dict[str, str], tensors: dict[str, torch.Tensor], name: str) -> nn.Module:
-    """Network ``name`` of a checkpoint, rebuilt from its config, in float32."""
+    """Network ``name`` of a checkpoint, rebuilt from its config, in float32: its moving average
+    where the run kept one (the weights it validated), else the trained weights."""
     net = build(config_from_dict(json.loads(header["nets"])[name]))
-    net.load_state_dict({k: v.float() for k, v in _net_state(tensors, name).items()})
+    state = _net_state(tensors, name, "ema") or _net_state(tensors, name)
+    net.load_state_dict({k: v.float() for k, v in state.items()})
     return net
 
 
-def _restore_state(header: dict[str, str], tensors: dict[str, torch.Tensor], nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+def _restore_state(
+    header: dict[str, str], tensors: dict[str, torch.Tensor], nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer,
+    averages: dict[str, nn.Module],
+) -> tuple[int, float]:
     saved_nets = json.loads(header["nets"])
     for name, net in nets.items():
         if name not in saved_nets or config_from_dict(saved_nets[name]) != net.config:
             raise TrainError(f"the checkpoint's {name} network differs from this run's (different --model or stage?)")
         net.load_state_dict(_net_state(tensors, name))
+        if name in averages:  # a checkpoint without an average (--ema added on resume) starts it at the weights
+            averages[name].load_state_dict(_net_state(tensors, name, "ema") or _net_state(tensors, name))
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -332,6 +363,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
     out = Path(cfg.output)
     torch.manual_seed(cfg.seed)
     nets = {k: v.to(device).train() for k, v in _networks(cfg).items()}
+    if not 0 <= cfg.ema < 1:
+        raise TrainError(f"--ema {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
+    averages = {k: copy.deepcopy(v).requires_grad_(False) for k, v in nets.items()} if cfg.ema else {}
     optimizer = torch.optim.Adam(_param_groups(nets, cfg), lr=cfg.base_lr, betas=(0.9, 0.99))
     start, best = 0, -math.inf
     if resume is not None:
@@ -339,8 +373,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         saved = json.loads(header["config"])
         if saved.get("stage") != cfg.stage:
             raise TrainError(f"{resume}: a {saved.get('stage')} checkpoint, not {cfg.stage}")
-        start, best = _restore_state(header, tensors, nets, optimizer)
-        for net in nets.values():
+        start, best = _restore_state(header, tensors, nets, optimizer, averages)
+        for net in [*nets.values(), *averages.values()]:
             net.to(device)
     train_set, val_set, data_note = make_datasets(cfg)
     perceptual = losses.PerceptualLoss(cfg.perceptual).to(device) if cfg.perceptual else None
@@ -372,15 +406,17 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         loss.backward()
         optimizer.step()
         done = step + 1
+        for name, average in averages.items():
+            update_ema(average, nets[name], ema_decay(done, cfg.ema))
         val: dict[str, float] = {}
         if rank == 0:
             if done % cfg.validate_every == 0 or done == cfg.steps:
-                val = validate(nets, [{k: v for k, v in s.items()} for s in val_samples], cfg, device)
+                val = validate(averages or nets, [{k: v for k, v in s.items()} for s in val_samples], cfg, device)
                 if val["psnr"] > best:
                     best = val["psnr"]
-                    save_checkpoint(out / "checkpoints" / "best.safetensors", cfg, nets, optimizer, done, best)
+                    save_checkpoint(out / "checkpoints" / "best.safetensors", cfg, nets, optimizer, done, best, averages)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                save_checkpoint(out / "checkpoints" / "last.safetensors", cfg, nets, optimizer, done, best)
+                save_checkpoint(out / "checkpoints" / "last.safetensors", cfg, nets, optimizer, done, best, averages)
             progress = Progress(done, cfg.steps, loss.item(), {k: v.item() for k, v in terms.items()}, lr, time.perf_counter() - t0, val)
             log.write(progress)
             if report:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from camnet_cli import losses
 from camnet_cli.cli import app, with_optional_values
 from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, restore_config
-from camnet_cli.train import TrainConfig, TrainError, load_checkpoint, lr_at, save_checkpoint
+from camnet_cli.train import TrainConfig, TrainError, ema_decay, load_checkpoint, lr_at, save_checkpoint, update_ema
 from camnet_cli.weights import read_info
 from tests.conftest import EXAMPLE_DNG, PHOTOS, REPO, scene
 
@@ -324,3 +324,40 @@ def test_validation_is_the_same_whatever_the_seed(photos, tmp_path):
     same = [val_psnr(f"s{seed}", "--init", start, "--seed", str(seed)) for seed in (1, 2)]
     assert same[0] == pytest.approx(same[1], abs=1e-4)
     assert val_psnr("fresh", "--seed", "1") != pytest.approx(same[0], abs=1e-2)
+
+
+def test_moving_average_of_the_weights():
+    """update_ema: each parameter moves 1 - decay of the way to the net's; buffers are copied;
+    the decay starts low so a fresh average follows the weights at first."""
+    net, average = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        average.weight.fill_(0.0)
+        net.running_mean.fill_(3.0)
+    update_ema(average, net, 0.9)
+    assert torch.allclose(average.weight, torch.full((2,), 0.1)) and torch.equal(average.running_mean, net.running_mean)
+    for _ in range(200):
+        update_ema(average, net, 0.9)
+    assert torch.allclose(average.weight, net.weight, atol=1e-6)
+    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(100, 0.999) == pytest.approx(101 / 110) and ema_decay(10**6, 0.999) == 0.999
+
+
+def test_ema_is_validated_exported_and_resumed(photos, tmp_path):
+    """--ema: checkpoints hold the average beside the weights, the exported file is the average
+    (not the last step's weights), and a resumed run continues the average exactly."""
+    from safetensors.torch import load_file
+
+    common = ["train-restore", "--data-root", photos, "--checkpoint-every", "2", "--validate-every", "4", "--lr", "1e-3", "--ema", "0.5", *FAST]
+    _cli(*common, "--steps", "4", "-o", tmp_path / "whole")
+    _, tensors = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.safetensors")
+    exported = load_file(tmp_path / "whole" / "restore-default.safetensors")
+    key = "unet.out.weight"
+    assert torch.equal(exported[key], tensors[f"ema.restore.{key}"].float())
+    assert not torch.allclose(tensors[f"ema.restore.{key}"], tensors[f"net.restore.{key}"])
+    _cli(*common, "--steps", "2", "-o", tmp_path / "run")
+    _cli(*common, "--steps", "4", "-o", tmp_path / "run", "--resume", "last")
+    _, resumed = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    for name in (f"ema.restore.{key}", f"net.restore.{key}"):
+        assert torch.allclose(resumed[name], tensors[name], atol=1e-6), name
+    result = runner.invoke(app, [str(a) for a in [*common, "--steps", "1", "-o", tmp_path / "bad", "--ema", "1.5"]])
+    assert result.exit_code == 2
