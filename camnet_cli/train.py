@@ -7,8 +7,8 @@ the same loop.
 
 Checkpoints are safetensors files (tensors and a JSON header, no pickle), written to a
 temporary name and renamed. A checkpoint holds the networks (and their moving average with
-``--ema``), the optimiser, the step, the best validation score and the random state; samples are a pure function of their index,
-so a resumed run continues the very same curve. Under torchrun the loop runs with
+``--ema``), the optimiser, the step, the best validation score and the random state; samples
+are a pure function of their index, so a resumed run continues the very same curve. Under torchrun the loop runs with
 DistributedDataParallel; rank 0 validates, logs and saves.
 """
 
