@@ -8,8 +8,8 @@ the same loop.
 Checkpoints are safetensors files (tensors and a JSON header, no pickle), written to a
 temporary name and renamed. A checkpoint holds the networks (and their moving average with
 ``--ema``), the optimiser, the step, the best validation score and the random state; samples
-are a pure function of their index, so a resumed run continues the very same curve. Under torchrun the loop runs with
-DistributedDataParallel; rank 0 validates, logs and saves.
+are a pure function of their index, so a resumed run continues the very same curve. Under
+torchrun the loop runs with DistributedDataParallel; rank 0 validates, logs and saves.
 """
 
 from __future__ import annotations
@@ -256,12 +256,15 @@ def _net_state(tensors: dict[str, torch.Tensor], name: str, kind: str = "net") -
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
+def _average_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """Network ``name``'s moving average where the run kept one (the weights it validated), else its weights."""
+    return _net_state(tensors, name, "ema") or _net_state(tensors, name)
+
+
 def _checkpoint_net(header: dict[str, str], tensors: dict[str, torch.Tensor], name: str) -> nn.Module:
-    """Network ``name`` of a checkpoint, rebuilt from its config, in float32: its moving average
-    where the run kept one (the weights it validated), else the trained weights."""
+    """Network ``name`` of a checkpoint (its moving average, if kept), rebuilt from its config, in float32."""
     net = build(config_from_dict(json.loads(header["nets"])[name]))
-    state = _net_state(tensors, name, "ema") or _net_state(tensors, name)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.load_state_dict({k: v.float() for k, v in _average_state(tensors, name).items()})
     return net
 
 
@@ -275,7 +278,7 @@ def _restore_state(
             raise TrainError(f"the checkpoint's {name} network differs from this run's (different --model or stage?)")
         net.load_state_dict(_net_state(tensors, name))
         if name in averages:  # a checkpoint without an average (--ema added on resume) starts it at the weights
-            averages[name].load_state_dict(_net_state(tensors, name, "ema") or _net_state(tensors, name))
+            averages[name].load_state_dict(_average_state(tensors, name))
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -358,13 +361,13 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         raise TrainError(f"unknown stage {cfg.stage!r}")
     if cfg.patch_size % 32 or cfg.patch_size < 32:
         raise TrainError(f"--patch-size must be a multiple of 32, got {cfg.patch_size}")
+    if not 0 <= cfg.ema < 1:
+        raise TrainError(f"--ema {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
     rank, world, local_rank = _distributed()
     device = _device(cfg, local_rank)
     out = Path(cfg.output)
     torch.manual_seed(cfg.seed)
     nets = {k: v.to(device).train() for k, v in _networks(cfg).items()}
-    if not 0 <= cfg.ema < 1:
-        raise TrainError(f"--ema {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
     averages = {k: copy.deepcopy(v).requires_grad_(False) for k, v in nets.items()} if cfg.ema else {}
     optimizer = torch.optim.Adam(_param_groups(nets, cfg), lr=cfg.base_lr, betas=(0.9, 0.99))
     start, best = 0, -math.inf

@@ -23,6 +23,13 @@ def _cells(group: str) -> list[str]:
     return [part.removeprefix("exposure").removeprefix("ISO") for part in group.split("@")]
 
 
+def _cell(values: list[float | None], key: str) -> str:
+    """The mean of a group's scores, or a dash where a file predates the score (restoration S-CIELAB)."""
+    if any(v is None for v in values):
+        return "—"
+    return f"{np.mean(values):.{4 if key == 'ssim' else 2}f}"
+
+
 def main(*paths: str) -> None:
     images: dict[str, dict] = {}
     for path in paths:
@@ -40,7 +47,7 @@ def main(*paths: str) -> None:
         print("| " + "exposure | " * exposures + "ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
         print("|---|" + "---|" * (exposures + len(shown) * len(keys)))
         for group in sorted(groups, key=lambda g: [float(c) for c in _cells(g)]):
-            cells = [f"{np.mean([s[m][stage][k] for s in groups[group]]):.{4 if k == 'ssim' else 2}f}" for k in keys for m in shown]
+            cells = [_cell([s[m][stage].get(k) for s in groups[group]], k) for k in keys for m in shown]
             print("| " + " | ".join(_cells(group) + cells) + " |")
 
 
