@@ -227,3 +227,35 @@ def test_add_linear_path_script_keeps_what_the_net_computes(tmp_path):
         torch.testing.assert_close(new(packed, omega), old(packed, omega))
     again = _script("add_linear_path.py", tmp_path / "new.safetensors", tmp_path / "again.safetensors")
     assert again.returncode != 0 and "new.safetensors: already has a linear path" in again.stderr
+
+
+@pytest.mark.parametrize("stage", ["restore", "enhance"])
+def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_path, stage):
+    """weights/widen.py (lite -> paper in the model card): every level twice as wide, the same
+    outputs (global block, skips and, for Restore-Net, the linear path included), and the two
+    copies of each channel read by different weights, so that training can pull them apart."""
+    torch.manual_seed(0)
+    old = RestoreNet(RestoreNetConfig(channels=TINY)) if stage == "restore" else EnhanceNet(EnhanceNetConfig(channels=TINY))
+    with torch.no_grad():
+        for p in old.parameters():  # as if trained: no zero biases, linear path or residual branches
+            p.copy_(torch.randn_like(p) * p.std().clamp_min(0.05))
+    old.eval()
+    save_weights(tmp_path / "old.safetensors", old, training_data="tests", noise_range=(1e-4, 1e-2))
+    done = _script("widen.py", tmp_path / "old.safetensors", tmp_path / "new.safetensors", 3)
+    assert done.returncode == 0, done.stderr
+    new, info = load_weights(tmp_path / "new.safetensors", stage)
+    assert new.config == dataclasses.replace(old.config, channels=tuple(2 * c for c in TINY))
+    assert info.noise_range == (1e-4, 1e-2)
+    with torch.no_grad():
+        if stage == "restore":
+            packed, omega = torch.rand(2, 4, 32, 48), torch.tensor([1e-5, 1e-2])
+            want, got = old(packed, omega), new(packed, omega)
+        else:
+            xyz = torch.rand(1, 3, 64, 96)
+            want, got = old(xyz), new(xyz)
+    assert want.std() > 0.01
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    out = new.unet.out.weight
+    halves = out[:, : TINY[0]], out[:, TINY[0] : 2 * TINY[0]]
+    assert not torch.allclose(*halves)
+    torch.testing.assert_close(halves[0] + halves[1], old.unet.out.weight[:, : TINY[0]])
