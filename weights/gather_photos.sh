@@ -7,7 +7,8 @@
 # - Debian bookworm's lomiri-wallpapers-16.04 and -20.04 (20.04.0-2): 14 photographs
 #   (CC-BY-4.0, CC-BY-SA-3.0/4.0, CC0-1.0; authors in the model card and the packages' copyright files)
 # Names are prefixed by source; the synthetic dataset holds out every seventh file from the fourth
-# in name order, so these names fix the held-out set (6 photographs).
+# in name order, so these names fix the held-out set (6 photographs) in an empty DEST_DIR;
+# other files there would move the split.
 # Needs pip and apt-get (network or a local mirror); run once, before training. camnet itself never downloads.
 set -eu
 [ $# -eq 2 ] || { echo "usage: $0 SHARED_PHOTOS_DIR DEST_DIR" >&2; exit 2; }
