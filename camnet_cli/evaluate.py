@@ -33,7 +33,8 @@ class ImageScores:
 
 
 def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Tensor, srgb: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Restoration (PSNR, SSIM, S-CIELAB in linear XYZ, clipped to [0, 1]) and final (PSNR, SSIM, S-CIELAB, CIEDE2000)."""
+    """Restoration (PSNR, SSIM, S-CIELAB in linear XYZ, clipped to [0, 1]) and final (PSNR, SSIM, S-CIELAB, CIEDE2000,
+    and the 2-pixel grid's RMS in 8-bit levels, ``metrics.grid``)."""
     out: dict[str, dict[str, float]] = {}
     if pred_xyz is not None:
         a, b = pred_xyz.clamp(0, 1), xyz.clamp(0, 1)
@@ -44,6 +45,7 @@ def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Ten
         "ssim": metrics.ssim(a, b).item(),
         "scielab": metrics.scielab(a, b).item(),
         "de2000": metrics.delta_e2000(a, b).item(),
+        "grid": 255 * metrics.grid(a, b).item(),
     }
     return out
 

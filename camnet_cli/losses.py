@@ -1,7 +1,8 @@
 """CameraNet's losses (paper §III-E) and the optional perceptual loss.
 
 Restoration: L1 plus L1 of logs in linear XYZ (Eq. 5); enhancement: L1 in sRGB (Eq. 6);
-joint fine-tuning: lambda * restoration + (1 - lambda) * enhancement (Eq. 7).
+joint fine-tuning: lambda * restoration + (1 - lambda) * enhancement (Eq. 7). camnet adds an
+optional grid term (``grid_loss``) against the sub-pixel output layer's 2-pixel pattern.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from camnet_cli import metrics
 
 # Per-dataset lambda of Eq. 7 (paper §IV-B): restoration matters most in low light.
 LAMBDA = {"fivek": 0.1, "hdrplus": 0.5, "sid": 0.9, "synthetic": 0.5}
@@ -27,6 +30,17 @@ def restore_loss(pred: torch.Tensor, target: torch.Tensor, log_weight: float = 1
 def enhance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 6: ||I_o - G_o||_1 as a mean."""
     return F.l1_loss(pred, target)
+
+
+def grid_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute 2-pixel-periodic error, window by window (``metrics.phase_pattern``).
+
+    Each pixel of a 2x2 block comes from its own weights of the sub-pixel output layer; an
+    offset they leave in common over a region is a grid that L1 weighs by its share of the
+    error alone, however visible it is in a flat area. Texture's share of this term averages
+    out over a window; a systematic offset does not.
+    """
+    return metrics.phase_pattern((pred - target).float()).abs().mean()
 
 
 def joint_loss(restore: torch.Tensor, enhance: torch.Tensor, lam: float) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Image-quality metrics of the paper's evaluation (§IV): PSNR, SSIM, S-CIELAB, and CIEDE2000.
+"""Image-quality metrics of the paper's evaluation (§IV): PSNR, SSIM, S-CIELAB, and CIEDE2000;
+and camnet's grid measure (a sub-pixel output layer's 2-pixel pattern).
 
 Pure functions on torch tensors shaped (*, 3, H, W) holding sRGB values in [0, 1]
 (or Lab triplets for the colour-difference functions). Computed in float64.
@@ -217,3 +218,49 @@ def scielab_xyz(x: torch.Tensor, y: torch.Tensor, samples_per_degree: float = SA
         return xyz_to_lab(back)
 
     return torch.linalg.vector_norm(filtered_lab(x) - filtered_lab(y), dim=-3).mean(dim=(-2, -1))
+
+
+# Side of the windows over which the grid measure averages the error, in pixels: wide enough
+# that texture's random share of each 2x2 phase mostly cancels, narrow enough to follow a
+# pattern that changes with the content.
+GRID_WINDOW = 16
+
+
+def phase_pattern(error: torch.Tensor, window: int = GRID_WINDOW) -> torch.Tensor:
+    """The 2-pixel-periodic part of an error image, window by window.
+
+    A network whose last layer is a sub-pixel convolution (paper §III-C: 1x1 conv to 12 planes,
+    PixelShuffle) gives each of the four pixels of a 2x2 block its own weights and bias, and can
+    leave a fixed offset per position: a faint grid, most visible in flat, dark areas. The error
+    less its 3x3 binomial blur keeps the three patterns of period 2 (columns, rows, checkerboard)
+    whole and drops constants and ramps; this is that residual's mean at each position of the
+    2x2 blocks, over ``window``-pixel windows (stride half a window), less the mean of the four.
+
+    Args:
+        error: (B, C, H, W) difference of two images; H and W even, at least 2.
+
+    Returns:
+        (B, C, 4, h, w) per-position offsets, one set per window.
+    """
+    c = error.shape[1]
+    taps = torch.tensor([0.25, 0.5, 0.25], dtype=error.dtype, device=error.device)
+    kernel = (taps[:, None] * taps[None]).expand(c, 1, 3, 3)
+    residual = error - F.conv2d(F.pad(error, (1, 1, 1, 1), mode="reflect"), kernel, groups=c)  # reflection keeps period 2
+    planes = F.pixel_unshuffle(residual, 2)  # (B, C*4, H/2, W/2): channel c*4 + position
+    side = max(1, min(window // 2, *planes.shape[-2:]))
+    local = F.avg_pool2d(planes, side, stride=max(1, side // 2)).unflatten(1, (c, 4))
+    return local - local.mean(dim=2, keepdim=True)
+
+
+def grid(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """RMS of the 2-pixel grid in ``x`` against ``y`` (see ``phase_pattern``), in their units; 0 without one.
+
+    Args:
+        x, y: (*, C, H, W) images; an odd last row or column is left out.
+
+    Returns:
+        (*) values.
+    """
+    lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
+    error = (x.double() - y.double()).reshape(-1, c, h, w)[..., : h // 2 * 2, : w // 2 * 2]
+    return phase_pattern(error).pow(2).mean(dim=(1, 2, 3, 4)).sqrt().reshape(lead)

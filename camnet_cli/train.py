@@ -72,6 +72,7 @@ class TrainConfig:
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
     log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
     skip_lr: float | None = None  # Restore-Net's linear path (RestoreNetConfig.skip): its own rate, scheduled alike
+    grid_weight: float = 0.0  # losses.grid_loss on each network's output, added to the paper's loss (0: the paper's alone)
     ema: float = 0.0  # decay of the weights' moving average (0: none); validated and exported instead of the raw weights
     seed: int = 0
     workers: int = 2
@@ -170,26 +171,38 @@ def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
 
 def _forward(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg: TrainConfig, perceptual: nn.Module | None):
     """The stage's loss, its terms, and the images to validate (prediction, target)."""
+    loss, terms, shown, grids = _stage_loss(nets, batch, cfg, perceptual)
+    if cfg.grid_weight > 0:
+        terms["grid"] = sum(losses.grid_loss(pred, target) for pred, target in grids)
+        loss = loss + cfg.grid_weight * terms["grid"]
+    return loss, terms, shown
+
+
+def _stage_loss(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg: TrainConfig, perceptual: nn.Module | None):
+    """The paper's loss of the stage, its terms, the images to validate, and each network's (output, target)."""
     terms: dict[str, torch.Tensor] = {}
     if cfg.stage == "onestage":
         pred = nets["onestage"](batch["packed"], batch["omega"])
         terms["enhance"] = losses.enhance_loss(pred, batch["srgb"])
-        return terms["enhance"], terms, (pred, batch["srgb"])
+        return terms["enhance"], terms, (pred, batch["srgb"]), [(pred, batch["srgb"])]
+    grids = []
     if "restore" in nets:
         camera = nets["restore"](batch["packed"], batch["omega"])
         xyz = color.camera_to_xyz(camera.float(), batch["wb"], batch["cam_to_xyz"])
         terms["restore"] = losses.restore_loss(xyz, batch["xyz"], cfg.log_weight)
+        grids.append((xyz, batch["xyz"]))
     if cfg.stage == "restore":
-        return terms["restore"], terms, (xyz, batch["xyz"])
+        return terms["restore"], terms, (xyz, batch["xyz"]), grids
     enhance_in = xyz if cfg.stage == "joint" else batch["xyz"]  # Enhance-Net alone learns on the ground truth
     pred = nets["enhance"](enhance_in)
     terms["enhance"] = losses.enhance_loss(pred, batch["srgb"])
+    grids.append((pred, batch["srgb"]))
     if perceptual is not None:
         terms["perceptual"] = perceptual(pred.float().clamp(0, 1), batch["srgb"])
     loss = terms["enhance"] if cfg.stage == "enhance" else losses.joint_loss(terms["restore"], terms["enhance"], cfg.weight_lambda)
     if "perceptual" in terms:
         loss = loss + cfg.perceptual_weight * terms["perceptual"]
-    return loss, terms, (pred, batch["srgb"])
+    return loss, terms, (pred, batch["srgb"]), grids
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -465,7 +478,7 @@ class _Log:
         self.file = open(path, "w" if fresh else "a", newline="")
         self.csv = csv.writer(self.file)
         if fresh:
-            self.csv.writerow(["step", "loss", "restore", "enhance", "perceptual", "lr", "val_psnr", "val_ssim", "seconds"])
+            self.csv.writerow(["step", "loss", "restore", "enhance", "perceptual", "lr", "val_psnr", "val_ssim", "seconds", "grid"])
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -477,7 +490,8 @@ class _Log:
         if not self.active:
             return
         self.csv.writerow([p.step, f"{p.loss:.6g}", *(f"{p.terms[k]:.6g}" if k in p.terms else "" for k in ("restore", "enhance", "perceptual")),
-                           f"{p.lr:.3g}", *(f"{p.val[k]:.4f}" if k in p.val else "" for k in ("psnr", "ssim")), f"{p.seconds:.1f}"])
+                           f"{p.lr:.3g}", *(f"{p.val[k]:.4f}" if k in p.val else "" for k in ("psnr", "ssim")), f"{p.seconds:.1f}",
+                           f"{p.terms['grid']:.6g}" if "grid" in p.terms else ""])
         self.file.flush()
         if self.writer is not None:
             self.writer.add_scalar("loss/total", p.loss, p.step)

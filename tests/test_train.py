@@ -102,7 +102,7 @@ def test_whole_path_through_the_cli(photos, tmp_path, monkeypatch):
     scores = json.loads(result.stdout)
     assert [image["name"].split("@", 1)[1] for image in scores["images"]] == ["exposure0.35@ISO400", "exposure0.35@ISO3200"]
     for method in ("camnet", "bilinear"):
-        assert set(scores["mean"][method]["final"]) == {"psnr", "ssim", "scielab", "de2000"}
+        assert set(scores["mean"][method]["final"]) == {"psnr", "ssim", "scielab", "de2000", "grid"}
         assert set(scores["mean"][method]["restore"]) == {"psnr", "ssim", "scielab"}
     # Same Enhance-Net, different restoration: the two whole-pipeline scores differ.
     assert scores["mean"]["camnet"]["final"]["psnr"] != scores["mean"]["bilinear"]["final"]["psnr"]

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00"}
+LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00", "grid": "grid"}
 
 
 def _cells(group: str) -> list[str]:
@@ -41,7 +41,7 @@ def main(*paths: str) -> None:
     for name, scores in images.items():
         groups[name.split("@", 1)[1]].append(scores)  # "ISO400", or "exposure0.35@ISO400" from --exposure
     exposures = any(group.startswith("exposure") for group in groups)
-    for stage, keys in (("restore", ("psnr", "ssim", "scielab")), ("final", ("psnr", "ssim", "scielab", "de2000"))):
+    for stage, keys in (("restore", ("psnr", "ssim", "scielab")), ("final", ("psnr", "ssim", "scielab", "de2000", "grid"))):
         shown = [m for m in methods if all(stage in s.get(m, {}) for s in images.values())]
         print(f"\n{stage}:\n")
         print("| " + "exposure | " * exposures + "ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")

@@ -45,7 +45,8 @@ def eval_(
     """Score networks on a dataset's held-out images: PSNR, SSIM, S-CIELAB and CIEDE2000.
 
     The restoration stage is scored in linear XYZ against the restoration ground truth; the whole
-    pipeline in sRGB against the final ground truth (S-CIELAB and CIEDE2000: lower is better).
+    pipeline in sRGB against the final ground truth (S-CIELAB and CIEDE2000: lower is better;
+    grid: the 2-pixel pattern's RMS in 8-bit levels, lower is better).
     """
     baselines = tuple(dict.fromkeys(b.strip() for b in baseline.split(","))) if baseline else ()
     try:
@@ -83,7 +84,7 @@ def eval_(
         raise typer.Exit(EXIT_OK)
     columns = [("restore", "psnr", "R-PSNR"), ("restore", "ssim", "R-SSIM"), ("restore", "scielab", "R-S-CIELAB"),
                ("final", "psnr", "PSNR"), ("final", "ssim", "SSIM"),
-               ("final", "scielab", "S-CIELAB"), ("final", "de2000", "ΔE00")]
+               ("final", "scielab", "S-CIELAB"), ("final", "de2000", "ΔE00"), ("final", "grid", "grid")]
     table = Table(title=f"camnet eval: {dataset}, {len(results)} images", title_justify="left")
     table.add_column("image")
     table.add_column("method")

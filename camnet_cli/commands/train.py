@@ -48,6 +48,13 @@ SkipLr = Annotated[
     float | None,
     typer.Option(help="Learning rate of Restore-Net's linear path (default: --lr), e.g. when the path was just added to trained weights.", min=0.0, rich_help_panel=RUN),
 ]
+GridWeight = Annotated[
+    float,
+    typer.Option(
+        help="Weight of a term against the 2-pixel grid the sub-pixel output layer can leave in flat areas (the error's 2x2-periodic part, window by window; 0: the paper's loss alone).",
+        min=0.0, rich_help_panel=RUN,
+    ),
+]
 Ema = Annotated[
     float,
     typer.Option(help="Keep a moving average of the weights with this decay (e.g. 0.999; 0: none): validated, checkpointed and exported instead of the last step's.", min=0.0, max=0.9999, rich_help_panel=RUN),
@@ -76,8 +83,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.
 
 def train_restore(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
-    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, ema: Ema = 0.0, seed: Seed = 0,
-    workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
+    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0,
+    seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "default", export_dtype: ExportDtype = "fp32",
     enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
     device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
@@ -92,8 +99,8 @@ def train_restore(
 
 def train_enhance(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
-    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2,
-    output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
+    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0, seed: Seed = 0,
+    workers: Workers = 2, output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural", export_dtype: ExportDtype = "fp32",
     enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
     perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
@@ -112,7 +119,8 @@ def finetune(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), steps: Steps = 20_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
-    log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/finetune"),
+    log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2,
+    output: Output = Path("runs/finetune"),
     resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural",
     export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
