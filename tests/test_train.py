@@ -361,3 +361,14 @@ def test_ema_is_validated_exported_and_resumed(photos, tmp_path):
         assert torch.allclose(resumed[name], tensors[name], atol=1e-6), name
     result = runner.invoke(app, [str(a) for a in [*common, "--steps", "1", "-o", tmp_path / "bad", "--ema", "1.5"]])
     assert result.exit_code == 2
+
+
+def test_grid_weight_adds_its_term(photos, tmp_path):
+    """--grid-weight adds W times the grid term to the paper's loss, logged in metrics.csv; without it there is none."""
+    args = ["--data-root", photos, "--steps", "2", "--checkpoint-every", "2", "--validate-every", "2", *FAST]
+    _cli("train-enhance", "-o", tmp_path / "g", "--grid-weight", "3", *args)
+    _cli("train-restore", "-o", tmp_path / "p", *args)
+    for row in csv.DictReader(open(tmp_path / "g" / "metrics.csv")):
+        assert float(row["grid"]) > 0
+        assert float(row["loss"]) == pytest.approx(float(row["enhance"]) + 3 * float(row["grid"]), rel=1e-4)
+    assert all(row["grid"] == "" for row in csv.DictReader(open(tmp_path / "p" / "metrics.csv")))
