@@ -259,3 +259,22 @@ def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_pat
     halves = out[:, : TINY[0]], out[:, TINY[0] : 2 * TINY[0]]
     assert not torch.allclose(*halves)
     torch.testing.assert_close(halves[0] + halves[1], old.unet.out.weight[:, : TINY[0]])
+
+
+def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
+    """weights/grid_check.py: a style whose output layer adds a fixed offset per position of each
+    2x2 block shows that pattern's RMS on flat fields; with the offsets equal it shows none."""
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY))
+    offsets = torch.tensor([0.01, -0.01, 0.0, 0.0])  # per position, as PixelShuffle lays out the 12 planes
+    with torch.no_grad():
+        net.unet.out.weight.zero_()
+        net.unet.out.bias.copy_((0.5 + offsets).repeat(3))
+    save_weights(tmp_path / "grid.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
+    with torch.no_grad():
+        net.unet.out.bias.fill_(0.5)
+    save_weights(tmp_path / "flat.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
+    for name, expected in (("grid", 255 * (offsets - offsets.mean()).pow(2).mean().sqrt().item()), ("flat", 0.0)):
+        done = _script("grid_check.py", "--style", tmp_path / f"{name}.safetensors")
+        assert done.returncode == 0, done.stderr
+        rms, largest = (float(done.stdout.split(word)[1].split()[0].rstrip(",")) for word in ("grid RMS", "largest"))
+        assert rms == pytest.approx(expected, abs=0.01) and largest == pytest.approx(expected, abs=0.01)
