@@ -238,3 +238,29 @@ def test_ensemble_restores_a_noisy_raw_better_with_the_shipped_weights():
         xyz = color.camera_to_xyz(engine.restore(sample["packed"], float(sample["omega"])), sample["wb"], sample["cam_to_xyz"])
         scores.append(metrics.psnr(xyz.clamp(0, 1), sample["xyz"].clamp(0, 1)).item())
     assert scores[1] > scores[0] + 0.05, scores
+
+
+def test_engine_enhance_applies_the_notch_whole_or_in_tiles():
+    """Engine.enhance gives the Enhance-Net's own output, its notch included (on the whole image
+    after the tiles are joined), so a per-position offset of the output layer leaves no grid."""
+    from camnet_cli import metrics
+    from camnet_cli.model import EnhanceNetConfig
+
+    torch.manual_seed(4)
+    nets = {}
+    for notch in (0.0, 2.0):
+        nets[notch] = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=notch)).eval()
+        if notch:
+            nets[notch].load_state_dict(nets[0.0].state_dict())
+    with torch.no_grad():
+        for net in nets.values():
+            net.unet.out.bias.add_(torch.tensor([0.04, -0.04, 0.0, 0.0]).repeat(3))
+    xyz = torch.rand(3, 192, 256)
+    with torch.no_grad():
+        want = nets[2.0](xyz[None])[0]
+    whole = Engine(RestoreNet(RestoreNetConfig(channels=TINY)), nets[2.0], device="cpu", precision="fp32", tile=0).enhance(xyz)
+    tiled = Engine(RestoreNet(RestoreNetConfig(channels=TINY)), nets[2.0], device="cpu", precision="fp32", tile=64, overlap=16).enhance(xyz)
+    plain = Engine(RestoreNet(RestoreNetConfig(channels=TINY)), nets[0.0], device="cpu", precision="fp32", tile=0).enhance(xyz)
+    torch.testing.assert_close(whole, want, rtol=1e-4, atol=1e-5)
+    assert _relative_psnr(tiled, want) > 40
+    assert metrics.grid(whole, want).item() < 1e-4 < 0.01 < metrics.grid(plain, want).item()

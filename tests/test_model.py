@@ -213,3 +213,52 @@ def test_linear_path_config():
     assert config_from_dict(legacy).skip == "none" and RestoreNet(config_from_dict(legacy)).skip is None
     with pytest.raises(ValueError, match="skip"):
         RestoreNet(RestoreNetConfig(channels=TINY, skip="bilinear"))
+
+
+def _grid_pattern(c: int, h: int, w: int, offsets=(0.02, -0.02, 0.01, -0.01)) -> torch.Tensor:
+    """A fixed offset per position of each 2x2 block, as a sub-pixel layer's biases leave it."""
+    return torch.tensor(offsets, dtype=torch.float64).view(1, 2, 2).repeat(c, h // 2, w // 2)
+
+
+def test_remove_grid_takes_out_a_fixed_two_pixel_pattern_and_little_else():
+    """The notch removes a per-position offset whole (borders included: reflection keeps period 2)
+    and leaves smooth content, and a photograph-like image, nearly as they were."""
+    from camnet_cli import metrics
+    from camnet_cli.model.networks import remove_grid
+
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96, dtype=torch.float64), torch.linspace(0, 1, 128, dtype=torch.float64), indexing="ij")
+    smooth = torch.stack([0.3 + 0.2 * torch.sin(5 * x + 2 * y), 0.4 + 0.1 * torch.cos(7 * y), 0.2 + 0.3 * x * y])[None]
+    pattern = _grid_pattern(3, 96, 128)[None] * torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64).view(1, 3, 1, 1)
+    assert (remove_grid(smooth + pattern, 2.0) - smooth).abs().max().item() < 2e-3  # the pattern's peak: 0.04
+    assert remove_grid(pattern, 2.0).abs().max().item() < 1e-4  # of 0.08 (the Gaussian, cut at 3 sigma, leaks a little at pi)
+    assert metrics.psnr(remove_grid(smooth, 2.0), smooth).item() > 55
+    # Texture at every frequency (noise low-passed by a 3x3 box, with far more energy near the
+    # Nyquist frequencies than photographs: they changed by 53 dB) loses a little; a wider notch takes more.
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 100, 130, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 3, 1)
+    kept = metrics.psnr(remove_grid(texture, 2.0), texture).item()
+    assert kept > 33, kept
+    assert metrics.psnr(remove_grid(texture, 0.7), texture).item() < kept  # a wider notch takes more
+    assert remove_grid(smooth, 0.0) is smooth
+    tiny = torch.rand(1, 3, 4, 6, dtype=torch.float64)  # smaller than the Gaussian: its radius shrinks
+    assert remove_grid(tiny, 2.0).shape == tiny.shape
+
+
+def test_enhance_net_notch_config():
+    """New Enhance-Nets have the notch (sigma 2); files written before the field have none; its
+    output is the notched sub-pixel output."""
+    assert EnhanceNetConfig().notch == 2.0
+    legacy = config_to_dict(EnhanceNetConfig(channels=TINY))
+    del legacy["notch"]
+    assert config_from_dict(legacy).notch == 0.0
+    torch.manual_seed(0)
+    plain = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0)).eval()
+    notched = EnhanceNet(EnhanceNetConfig(channels=TINY)).eval()
+    notched.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        plain.unet.out.bias.add_(torch.tensor([0.05, -0.05, 0.0, 0.0]).repeat(3))
+        notched.unet.out.bias.add_(torch.tensor([0.05, -0.05, 0.0, 0.0]).repeat(3))
+        xyz = torch.rand(1, 3, 64, 64)
+        a, b = plain(xyz), notched(xyz)
+    from camnet_cli import metrics
+
+    assert metrics.grid(a, b).item() > 0.02 and metrics.grid(b, torch.zeros_like(b)).item() < 0.1 * metrics.grid(a, torch.zeros_like(a)).item()

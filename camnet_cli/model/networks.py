@@ -6,7 +6,8 @@ a conv, a block. A global transform block turns the mean of the coarsest level's
 features into a per-channel scale and bias for that level's output (Eq. 4; the authors'
 code applies scale *and* bias). Output: a 1x1 conv to 12 planes and PixelShuffle(2); in
 Restore-Net a linear 3x3 path from the packed planes to those 12 planes is added first (camnet's,
-see RestoreNetConfig.skip).
+see RestoreNetConfig.skip); in Enhance-Net a notch at the Nyquist frequencies follows (camnet's,
+``remove_grid``, see EnhanceNetConfig.notch).
 Convolutions pad by reflection, as the authors' ``U_net2``.
 
 Shapes: packed planes are (B, C, H/2, W/2) for an image of H x W pixels.
@@ -255,6 +256,44 @@ class RestoreNet(nn.Module):
         return self.finish(self.unet(x, pooled), x)
 
 
+def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``image`` less what is periodic with period 2 over a Gaussian of ``sigma`` pixels.
+
+    A narrow notch at the three Nyquist frequencies, (pi, 0), (0, pi) and (pi, pi): each is
+    brought to zero frequency by multiplying with its +-1 pattern, low-passed by the Gaussian
+    (reflecting at the borders, which keeps period 2), brought back and subtracted. A fixed
+    offset per position of the 2x2 blocks, the sub-pixel output layer's grid, is removed
+    whole where it is constant over a few sigma; detail of the image itself is touched only
+    where it repeats every 2 pixels over as wide an area.
+
+    Args:
+        image: (B, C, H, W).
+        sigma: the Gaussian's sigma in pixels; 0 returns ``image``.
+    """
+    if sigma <= 0:
+        return image
+    (h, w), c = image.shape[-2:], image.shape[1]
+    radius = max(1, min(int(math.ceil(3 * sigma)) + 1, h - 1, w - 1))
+    taps = torch.arange(-radius + 1, radius, dtype=image.dtype, device=image.device)
+    g = torch.exp(-(taps**2) / (2 * sigma**2))
+    # Convolved with [1, 2, 1] / 4 its response at pi is exactly 0, as the cut Gaussian's is not:
+    # otherwise each notch would also take a little of the mean level away.
+    g = F.conv1d(g.view(1, 1, -1), torch.tensor([[[0.25, 0.5, 0.25]]], dtype=g.dtype, device=g.device), padding=2).flatten()
+    g = g / g.sum()
+    rows = 1 - 2 * (torch.arange(h, device=image.device) % 2).to(image.dtype)[:, None]
+    cols = 1 - 2 * (torch.arange(w, device=image.device) % 2).to(image.dtype)[None, :]
+
+    def low_pass(x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (radius, radius, radius, radius), mode="reflect") if radius else x
+        x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    out = image
+    for pattern in (cols, rows, rows * cols):
+        out = out - pattern * low_pass(pattern * image)
+    return out
+
+
 class EnhanceNet(nn.Module):
     """Linear XYZ -> sRGB: tone, contrast and colour style."""
 
@@ -275,9 +314,9 @@ class EnhanceNet(nn.Module):
             curved = xyz.clamp(1e-4, 1.0) ** (1 / 2.2)
         return F.pixel_unshuffle(curved, 2)
 
-    @staticmethod
-    def finish(y: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(y, 2)
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 12, h, w) UNet output -> (B, 3, 2h, 2w) sRGB: sub-pixel layout, then the notch against its grid."""
+        return remove_grid(F.pixel_shuffle(y, 2), self.config.notch)
 
     def forward(self, xyz: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         return self.finish(self.unet(self.prepare(xyz), pooled))

@@ -1,0 +1,30 @@
+"""Give trained Enhance-Net weights the notch against the sub-pixel layer's grid (``EnhanceNetConfig.notch``).
+
+Usage: python weights/add_notch.py ENHANCE.safetensors OUT.safetensors [SIGMA]
+
+The weights stay as they are (the same tensors, the same dtype); only the config in the header
+gains ``notch`` (default 2 pixels, the default of new networks), so that the network's output is
+filtered by ``networks.remove_grid``. Style, training notes and the restoration it pairs with
+are kept. OUT may be ENHANCE itself (it is written atomically).
+"""
+
+import dataclasses
+import sys
+
+from safetensors import safe_open
+
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig
+from camnet_cli.weights import load_weights, read_info, save_weights
+
+
+def main(src: str, dst: str, sigma: str = str(EnhanceNetConfig.notch)) -> None:
+    net, info = load_weights(src, "enhance")
+    with safe_open(src, "pt") as f:
+        dtype = f.get_tensor(next(iter(f.keys()))).dtype  # load_weights gives float32; keep the file's
+    new = EnhanceNet(dataclasses.replace(net.config, notch=float(sigma)))
+    new.load_state_dict(net.state_dict())
+    save_weights(dst, new, style=info.style, training_data=info.training_data, noise_range=info.noise_range, dtype=dtype, extra=read_info(src).extra)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
