@@ -226,6 +226,15 @@ def scielab_xyz(x: torch.Tensor, y: torch.Tensor, samples_per_degree: float = SA
 GRID_WINDOW = 16
 
 
+def binomial_blur(image: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) image blurred by the 3x3 binomial kernel ([1, 2, 1] / 4 each way), reflecting at
+    the borders: it keeps constants and ramps and removes the three patterns of period 2 whole
+    (reflection keeps period 2)."""
+    taps = torch.tensor([0.25, 0.5, 0.25], dtype=image.dtype, device=image.device)
+    c = image.shape[1]
+    return F.conv2d(F.pad(image, (1, 1, 1, 1), mode="reflect"), (taps[:, None] * taps[None]).expand(c, 1, 3, 3), groups=c)
+
+
 def phase_pattern(error: torch.Tensor, window: int = GRID_WINDOW) -> torch.Tensor:
     """The 2-pixel-periodic part of an error image, window by window.
 
@@ -243,9 +252,7 @@ def phase_pattern(error: torch.Tensor, window: int = GRID_WINDOW) -> torch.Tenso
         (B, C, 4, h, w) per-position offsets, one set per window.
     """
     c = error.shape[1]
-    taps = torch.tensor([0.25, 0.5, 0.25], dtype=error.dtype, device=error.device)
-    kernel = (taps[:, None] * taps[None]).expand(c, 1, 3, 3)
-    residual = error - F.conv2d(F.pad(error, (1, 1, 1, 1), mode="reflect"), kernel, groups=c)  # reflection keeps period 2
+    residual = error - binomial_blur(error)
     planes = F.pixel_unshuffle(residual, 2)  # (B, C*4, H/2, W/2): channel c*4 + position
     side = max(1, min(window // 2, *planes.shape[-2:]))
     local = F.avg_pool2d(planes, side, stride=max(1, side // 2)).unflatten(1, (c, 4))

@@ -14,7 +14,7 @@ import sys
 from safetensors import safe_open
 
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig
-from camnet_cli.weights import load_weights, read_info, save_weights
+from camnet_cli.weights import load_weights, save_weights
 
 
 def main(src: str, dst: str, sigma: str = str(EnhanceNetConfig.notch)) -> None:
@@ -23,7 +23,7 @@ def main(src: str, dst: str, sigma: str = str(EnhanceNetConfig.notch)) -> None:
         dtype = f.get_tensor(next(iter(f.keys()))).dtype  # load_weights gives float32; keep the file's
     new = EnhanceNet(dataclasses.replace(net.config, notch=float(sigma)))
     new.load_state_dict(net.state_dict())
-    save_weights(dst, new, style=info.style, training_data=info.training_data, noise_range=info.noise_range, dtype=dtype, extra=read_info(src).extra)
+    save_weights(dst, new, style=info.style, training_data=info.training_data, noise_range=info.noise_range, dtype=dtype, extra=info.extra)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,7 @@ def flat_window_grid(rgb: np.ndarray, flat: torch.Tensor | None = None) -> tuple
     image = image[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
     pattern = metrics.phase_pattern(image)  # (1, 3, 4, h, w)
     side = metrics.GRID_WINDOW
-    taps = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
-    blurred = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="reflect"), (taps[:, None] * taps[None]).expand(3, 1, 3, 3), groups=3)
+    blurred = metrics.binomial_blur(image)
     mean = F.avg_pool2d(blurred, side, stride=side // 2)
     spread = (F.avg_pool2d(blurred**2, side, stride=side // 2) - mean**2).clamp(min=0).sqrt().amax(dim=1)  # (1, h, w)
     flat = spread < FLAT if flat is None else flat

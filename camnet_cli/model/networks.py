@@ -284,7 +284,7 @@ def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     cols = 1 - 2 * (torch.arange(w, device=image.device) % 2).to(image.dtype)[None, :]
 
     def low_pass(x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (radius, radius, radius, radius), mode="reflect") if radius else x
+        x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
         x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
         return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
