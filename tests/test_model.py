@@ -128,14 +128,15 @@ def test_no_global_block_option():
 def test_training_backward_through_both_stages():
     """In-place activations must not break autograd; every parameter gets a gradient.
 
-    One update first: a residual block's first conv gets no gradient while the block's last
-    conv is still at its zero initialisation.
+    Two updates first: Enhance-Net's output layer starts at zero (under the plain rendering,
+    EnhanceNetConfig.base), so its body gets no gradient before one update, and a residual
+    block's first conv gets none while the block's last conv is still at zero.
     """
     model = CameraNet(RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY)))
     packed = torch.rand(2, 4, 32, 32)
     args = (packed, torch.tensor([1e-3, 1e-2]), torch.tensor([[2.0, 1.0, 1.5]] * 2), torch.eye(3).expand(2, 3, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(2):
+    for _ in range(3):
         opt.zero_grad()
         xyz, srgb = model(*args)
         (xyz.abs().mean() + srgb.abs().mean()).backward()
@@ -251,8 +252,8 @@ def test_enhance_net_notch_config():
     del legacy["notch"]
     assert config_from_dict(legacy).notch == 0.0
     torch.manual_seed(0)
-    plain = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0)).eval()
-    notched = EnhanceNet(EnhanceNetConfig(channels=TINY)).eval()
+    plain = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0)).eval()
+    notched = EnhanceNet(EnhanceNetConfig(channels=TINY, base=0.0)).eval()
     notched.load_state_dict(plain.state_dict())
     with torch.no_grad():
         plain.unet.out.bias.add_(torch.tensor([0.05, -0.05, 0.0, 0.0]).repeat(3))
@@ -262,3 +263,44 @@ def test_enhance_net_notch_config():
     from camnet_cli import metrics
 
     assert metrics.grid(a, b).item() > 0.02 and metrics.grid(b, torch.zeros_like(b)).item() < 0.1 * metrics.grid(a, torch.zeros_like(a)).item()
+
+
+def _plain_rendering(xyz: torch.Tensor, gain: float) -> torch.Tensor:
+    """What the plain rendering should be, from the colour module's own parts."""
+    from camnet_cli import color
+
+    linear = color.apply_matrix(xyz.clamp(0, 1), color.XYZ_TO_SRGB) * gain
+    return color.linear_to_srgb(linear.clamp(0, 1))
+
+
+def test_enhance_net_plain_rendering_under_the_unet():
+    """New Enhance-Nets develop as the plain rendering (XYZ to sRGB, times 2, clipped, sRGB curve)
+    until trained: the UNet's output layer starts at zero and is added to it. With the layer
+    trained, the output is the rendering plus the notched UNet output; files written before the
+    field have no rendering, and a negative gain is refused."""
+    from camnet_cli.model.networks import remove_grid
+
+    assert EnhanceNetConfig().base == 2.0
+    legacy = config_to_dict(EnhanceNetConfig(channels=TINY))
+    del legacy["base"]
+    assert config_from_dict(legacy).base == 0.0
+    torch.manual_seed(0)
+    xyz = torch.rand(1, 3, 64, 64) * 0.7  # some pixels clip after the gain, as highlights do
+    xyz[..., :8, :] = 0.0  # and black
+    fresh = EnhanceNet(EnhanceNetConfig(channels=TINY)).eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh(xyz), _plain_rendering(xyz, 2.0), atol=1e-5)
+        assert torch.allclose(EnhanceNet(EnhanceNetConfig(channels=TINY, base=1.0))(xyz), _plain_rendering(xyz, 1.0), atol=1e-5)
+        torch.nn.init.normal_(fresh.unet.out.weight, std=0.1)
+        torch.nn.init.normal_(fresh.unet.out.bias, std=0.1)
+        alone = EnhanceNet(EnhanceNetConfig(channels=TINY, base=0.0)).eval()
+        alone.load_state_dict(fresh.state_dict())
+        residual = alone(xyz)
+        assert residual.abs().mean() > 0.01
+        assert torch.allclose(fresh(xyz), residual + _plain_rendering(xyz, 2.0), atol=1e-5)
+        # the notch acts on the UNet's part only: the rendering keeps its own finest detail
+        net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=2.0)).eval()
+        assert not torch.allclose(remove_grid(_plain_rendering(xyz, 2.0), 2.0), _plain_rendering(xyz, 2.0), atol=1e-3)
+        assert torch.allclose(net(xyz), _plain_rendering(xyz, 2.0), atol=1e-5)
+    with pytest.raises(ValueError, match="base"):
+        EnhanceNet(EnhanceNetConfig(channels=TINY, base=-1.0))

@@ -264,20 +264,22 @@ def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_pat
 def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
     """weights/grid_check.py: a style whose output layer adds a fixed offset per position of each
     2x2 block shows that pattern's RMS on flat fields; with the offsets equal, or with the notch
-    (EnhanceNetConfig.notch), it shows none."""
-    net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0))
+    (EnhanceNetConfig.notch), it shows none; nor does a new style, the plain rendering alone
+    (EnhanceNetConfig.base)."""
+    save_weights(tmp_path / "base.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY)), training_data="tests", noise_range=(1e-4, 1e-2))
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0))
     offsets = torch.tensor([0.01, -0.01, 0.0, 0.0])  # per position, as PixelShuffle lays out the 12 planes
     with torch.no_grad():
         net.unet.out.weight.zero_()
         net.unet.out.bias.copy_((0.5 + offsets).repeat(3))
     save_weights(tmp_path / "grid.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
-    notched = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=2.0))
+    notched = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=2.0, base=0.0))
     notched.load_state_dict(net.state_dict())
     save_weights(tmp_path / "notched.safetensors", notched, training_data="tests", noise_range=(1e-4, 1e-2))
     with torch.no_grad():
         net.unet.out.bias.fill_(0.5)
     save_weights(tmp_path / "flat.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
-    for name, expected in (("grid", 255 * (offsets - offsets.mean()).pow(2).mean().sqrt().item()), ("flat", 0.0), ("notched", 0.0)):
+    for name, expected in (("grid", 255 * (offsets - offsets.mean()).pow(2).mean().sqrt().item()), ("flat", 0.0), ("notched", 0.0), ("base", 0.0)):
         done = _script("grid_check.py", "--style", tmp_path / f"{name}.safetensors")
         assert done.returncode == 0, done.stderr
         rms, largest = (float(done.stdout.split(word)[1].split()[0].rstrip(",")) for word in ("grid RMS", "largest"))
@@ -291,7 +293,7 @@ def test_add_notch_script_keeps_the_tensors_and_adds_the_notch(tmp_path):
     from camnet_cli.model import EnhanceNetConfig
 
     torch.manual_seed(5)
-    net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0)).eval()
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0)).eval()
     with torch.no_grad():
         net.unet.out.weight.zero_()  # a uniform grey, plus an offset per position (remove_grid's own test has detail)
         net.unet.out.bias.copy_((0.5 + torch.tensor([0.03, -0.03, 0.0, 0.0])).repeat(3))
@@ -302,6 +304,7 @@ def test_add_notch_script_keeps_the_tensors_and_adds_the_notch(tmp_path):
     old, old_info = load_weights(src, "enhance")
     new, new_info = load_weights(dst, "enhance")
     assert old.config.notch == 0.0 and new.config == dataclasses.replace(old.config, notch=2.0)
+    assert new.config.base == 0.0  # the rendering is another script's (add_base.py)
     assert new_info.style == "mine" and new_info.extra["restore"] == "mine" and new_info.extra["trained_steps"] == "7"
     assert dst.stat().st_size == pytest.approx(src.stat().st_size, abs=64)  # still fp16
     for (k, a), b in zip(old.state_dict().items(), new.state_dict().values()):
@@ -313,3 +316,32 @@ def test_add_notch_script_keeps_the_tensors_and_adds_the_notch(tmp_path):
     pattern = torch.tensor([0.03, -0.03, 0.0, 0.0]).view(1, 1, 2, 2).repeat(1, 3, 48, 48)
     torch.testing.assert_close(before - pattern, torch.full_like(before, 0.5), rtol=0, atol=5e-4)  # fp16 biases
     torch.testing.assert_close(after, torch.full_like(after, 0.5), rtol=0, atol=5e-4)  # the offsets are gone, the level kept
+
+
+def test_add_base_script_puts_the_plain_rendering_under_a_trained_net(tmp_path):
+    """weights/add_base.py (v5 in the model card): ``base`` in the config, the output layer at zero
+    and every other tensor as it was, in the file's dtype, the style's notes kept: the network
+    develops as the plain rendering until trained, and trains from the old body's features."""
+    from camnet_cli import color
+    from camnet_cli.model import EnhanceNetConfig
+
+    torch.manual_seed(6)
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY, base=0.0)).eval()
+    torch.nn.init.normal_(net.unet.out.weight, std=0.1)
+    weights.save_named(tmp_path, net, "mine", training_data="tests", noise_range=(1e-4, 1e-2), dtype=torch.float16, extra={"trained_steps": "7"})
+    src, dst = tmp_path / "enhance-mine.safetensors", tmp_path / "out.safetensors"
+    done = _script("add_base.py", src, dst, "1.5")
+    assert done.returncode == 0, done.stderr
+    old, _ = load_weights(src, "enhance")
+    new, info = load_weights(dst, "enhance")
+    assert new.config == dataclasses.replace(old.config, base=1.5)
+    assert info.style == "mine" and info.extra["restore"] == "mine" and info.extra["trained_steps"] == "7"
+    assert dst.stat().st_size == pytest.approx(src.stat().st_size, abs=64)  # still fp16
+    for (k, a), b in zip(old.state_dict().items(), new.state_dict().values()):
+        assert torch.equal(b, torch.zeros_like(a)) if k.startswith("unet.out.") else torch.equal(a, b), k
+    xyz = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before, after = old(xyz), new(xyz)
+    plain = color.linear_to_srgb((color.apply_matrix(xyz, color.XYZ_TO_SRGB) * 1.5).clamp(0, 1))
+    torch.testing.assert_close(after, plain, rtol=0, atol=1e-5)
+    assert (before - plain).abs().mean() > 0.05

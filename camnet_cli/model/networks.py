@@ -301,8 +301,14 @@ class EnhanceNet(nn.Module):
         super().__init__()
         if config.gamma not in ("srgb", "2.2"):
             raise ValueError(f"gamma must be 'srgb' or '2.2', got {config.gamma!r}")
+        if config.base < 0:
+            raise ValueError(f"base must be 0 (off) or a positive gain, got {config.base}")
         self.config = config
         self.unet = UNet(config)
+        if config.base > 0:
+            # The output starts as the plain rendering; the UNet learns what the style adds.
+            nn.init.zeros_(self.unet.out.weight)
+            nn.init.zeros_(self.unet.out.bias)
 
     def prepare(self, xyz: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) XYZ, H and W even -> (B, 12, H/2, W/2): clip, fixed curve, unshuffle."""
@@ -314,12 +320,22 @@ class EnhanceNet(nn.Module):
             curved = xyz.clamp(1e-4, 1.0) ** (1 / 2.2)
         return F.pixel_unshuffle(curved, 2)
 
-    def finish(self, y: torch.Tensor) -> torch.Tensor:
-        """(B, 12, h, w) UNet output -> (B, 3, 2h, 2w) sRGB: sub-pixel layout, then the notch against its grid."""
-        return remove_grid(F.pixel_shuffle(y, 2), self.config.notch)
+    def plain(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 12, h, w) prepared input -> (B, 3, 2h, 2w): the plain rendering under the UNet
+        (EnhanceNetConfig.base): the clipped XYZ to linear sRGB, times the gain, clipped, sRGB curve."""
+        curved = F.pixel_shuffle(x.float(), 2)
+        xyz = color.srgb_to_linear(curved) if self.config.gamma == "srgb" else curved**2.2
+        return color.linear_to_srgb(color.apply_matrix(xyz, color.XYZ_TO_SRGB) * self.config.base)
+
+    def finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B, 12, h, w) UNet output and its input -> (B, 3, 2h, 2w) sRGB: sub-pixel layout, the notch
+        against its grid, then the plain rendering added (when the config has one)."""
+        out = remove_grid(F.pixel_shuffle(y, 2), self.config.notch)
+        return out + self.plain(x) if self.config.base > 0 else out
 
     def forward(self, xyz: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
-        return self.finish(self.unet(self.prepare(xyz), pooled))
+        x = self.prepare(xyz)
+        return self.finish(self.unet(x, pooled), x)
 
 
 class OneStageNet(RestoreNet):
