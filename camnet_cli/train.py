@@ -72,6 +72,7 @@ class TrainConfig:
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
     log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
     skip_lr: float | None = None  # Restore-Net's linear path (RestoreNetConfig.skip): its own rate, scheduled alike
+    restore_lr: float | None = None  # joint: Restore-Net's own rate, scheduled alike (0: held as it is); default lr
     grid_weight: float = 0.0  # losses.grid_loss on each network's output, added to the paper's loss (0: the paper's alone)
     ema: float = 0.0  # decay of the weights' moving average (0: none); validated and exported instead of the raw weights
     seed: int = 0
@@ -299,7 +300,7 @@ def _restore_state(
             opt_state.setdefault(int(index), {})[key] = v
     scales, saved_groups = [g["lr_scale"] for g in optimizer.param_groups], json.loads(header["param_groups"])
     if len(saved_groups) != len(scales):
-        raise TrainError(f"the checkpoint's optimiser has {len(saved_groups)} parameter groups, this run's {len(scales)} (--skip-lr given to one run only?)")
+        raise TrainError(f"the checkpoint's optimiser has {len(saved_groups)} parameter groups, this run's {len(scales)} (--skip-lr or --restore-lr given to one run only?)")
     optimizer.load_state_dict({"state": opt_state, "param_groups": saved_groups})
     for group, scale in zip(optimizer.param_groups, scales):  # this run's rates, also for checkpoints older than lr_scale
         group["lr_scale"] = scale
@@ -318,13 +319,30 @@ def _param_groups(nets: dict[str, nn.Module], cfg: TrainConfig) -> list[dict]:
 
     Restore-Net's linear path learns at ``--skip-lr`` when given: added to trained weights and
     fine-tuned at a small rate, its kernels (which must grow from zero to tenths) would barely move.
+    Fine-tuning, Restore-Net learns at ``--restore-lr`` when given (its linear path too, unless
+    ``--skip-lr`` is given): slower than an Enhance-Net whose output layer was just zeroed
+    (``weights/add_base.py``), or not at all (0): held, it gets no gradients and stays out of the
+    optimiser, and a step costs only its forward pass. Groups come in a fixed order, so that a
+    resumed run with the same options lines up with its checkpoint.
     """
-    skip = [p for name, net in nets.items() if name == "restore" and getattr(net, "skip", None) is not None for p in net.skip.parameters()]
+    restore = nets.get("restore")
+    skip = list(restore.skip.parameters()) if restore is not None and getattr(restore, "skip", None) is not None else []
+    skip = skip if cfg.skip_lr is not None else []
     ids = {id(p) for p in skip}
-    rest = [p for net in nets.values() for p in net.parameters() if id(p) not in ids]
-    if not skip or cfg.skip_lr is None:
-        return [{"params": rest + skip, "lr_scale": 1.0}]
-    return [{"params": rest, "lr_scale": 1.0}, {"params": skip, "lr_scale": cfg.skip_lr / cfg.base_lr}]
+    own = cfg.restore_lr is not None and restore is not None
+    groups = [
+        {"params": [p for name, net in nets.items() if not (own and name == "restore") for p in net.parameters() if id(p) not in ids], "lr_scale": 1.0},
+        {"params": [p for p in restore.parameters() if id(p) not in ids] if own else [], "lr_scale": (cfg.restore_lr or 0.0) / cfg.base_lr},
+        {"params": skip, "lr_scale": (cfg.skip_lr or 0.0) / cfg.base_lr},
+    ]
+    kept = []
+    for group in groups:
+        if group["params"] and group["lr_scale"] == 0:
+            for p in group["params"]:
+                p.requires_grad_(False)
+        elif group["params"]:
+            kept.append(group)
+    return kept
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -374,6 +392,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         raise TrainError(f"unknown stage {cfg.stage!r}")
     if cfg.patch_size % 32 or cfg.patch_size < 32:
         raise TrainError(f"--patch-size must be a multiple of 32, got {cfg.patch_size}")
+    if cfg.base_lr <= 0:
+        raise TrainError(f"--lr {cfg.base_lr}: use a positive rate")
     if not 0 <= cfg.ema < 1:
         raise TrainError(f"--ema {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
     rank, world, local_rank = _distributed()

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from camnet_cli import losses
 from camnet_cli.cli import app, with_optional_values
-from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, restore_config
+from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, enhance_config, restore_config
 from camnet_cli.train import TrainConfig, TrainError, ema_decay, load_checkpoint, lr_at, save_checkpoint, update_ema
-from camnet_cli.weights import read_info
+from camnet_cli.weights import read_info, save_weights
 from tests.conftest import EXAMPLE_DNG, PHOTOS, REPO, scene
 
 runner = CliRunner()
@@ -305,6 +305,29 @@ def test_skip_lr_moves_the_linear_path_at_its_own_rate(photos, tmp_path):
     assert path_after(tmp_path / "same") < 1e-5
     result = runner.invoke(app, ["train-restore", "-o", str(tmp_path / "own"), *map(str, common), "--steps", "4", "--resume", "last"])
     assert result.exit_code == 2 and "parameter groups" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_restore_lr_sets_restore_nets_rate_in_finetuning(photos, tmp_path):
+    """finetune --restore-lr: Restore-Net learns at its own rate, Enhance-Net at --lr; at 0 Restore-Net
+    is held exactly as it was while Enhance-Net still learns (on Restore-Net's output)."""
+    torch.manual_seed(0)
+    save_weights(tmp_path / "r.safetensors", RestoreNet(restore_config("lite")), training_data="tests")
+    save_weights(tmp_path / "e.safetensors", EnhanceNet(enhance_config("lite")), training_data="tests")
+    start_r, start_e = (load_file(tmp_path / f"{x}.safetensors") for x in "re")
+
+    def moved(out, *extra):
+        _cli("finetune", "--restore", tmp_path / "r.safetensors", "--enhance", tmp_path / "e.safetensors", "--data-root", photos, "-o", out,
+             "--steps", "2", "--checkpoint-every", "2", "--validate-every", "2", "--lr", "1e-3", *extra, *FAST[2:])
+        _, tensors = load_checkpoint(out / "checkpoints" / "last.safetensors")
+        r = max((tensors[f"net.restore.{k}"] - v).abs().max().item() for k, v in start_r.items())
+        e = max((tensors[f"net.enhance.{k}"] - v).abs().max().item() for k, v in start_e.items())
+        return r, e
+
+    r, e = moved(tmp_path / "held", "--restore-lr", "0")
+    assert r == 0 and e > 5e-4
+    r_slow, e_slow = moved(tmp_path / "slow", "--restore-lr", "1e-6")
+    r_same, _ = moved(tmp_path / "same")
+    assert 0 < r_slow < 1e-5 < 5e-4 < r_same and e_slow > 5e-4
 
 
 def test_validation_is_the_same_whatever_the_seed(photos, tmp_path):

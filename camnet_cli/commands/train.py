@@ -119,7 +119,15 @@ def finetune(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), steps: Steps = 20_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
-    log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2,
+    log_weight: LogWeight = 1.0, skip_lr: SkipLr = None,
+    restore_lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate of Restore-Net (default: --lr), e.g. lower than Enhance-Net's when its output layer was just zeroed (weights/add_base.py); 0 holds Restore-Net as it is.",
+            min=0.0, rich_help_panel=RUN,
+        ),
+    ] = None,
+    grid_weight: GridWeight = 0.0, ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2,
     output: Output = Path("runs/finetune"),
     resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural",
