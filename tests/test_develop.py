@@ -1,5 +1,6 @@
 """``camnet develop`` as users run it: CliRunner in-process, and real processes for signals."""
 
+import dataclasses
 import io
 import json
 import os
@@ -156,7 +157,7 @@ def test_tiled_and_whole_agree(tmp_path, monkeypatch):
     frame = load_frame(tmp_path / "big.dng")
     with torch.no_grad():  # what Enhance-Net will see: the restoration, white-balanced, in XYZ
         xyz = camera_to_xyz(restore(torch.from_numpy(frame.packed)[None], frame.noise.omega), frame.wb, frame.cam_to_xyz)
-    enhance = EnhanceNet(enhance_config("lite"))
+    enhance = EnhanceNet(dataclasses.replace(enhance_config("lite"), base=0.0))  # the UNet alone: a random image to compare
     enhance = _calibrate(enhance, enhance.prepare(xyz))
     save_weights(tmp_path / "restore-default.safetensors", restore)
     save_weights(tmp_path / "enhance-natural.safetensors", enhance, extra={"restore": "default"})
