@@ -6,7 +6,9 @@ The config in the header gains ``base`` (default 2, the default of new networks)
 output layer is set to zero, so the network develops as the plain rendering (XYZ to sRGB, times
 the gain, clipped, the sRGB curve) and further training teaches the UNet only the style's
 difference from it, starting from the trained body's features. Not a finished style by
-itself: train it (``camnet train-enhance --init OUT``). Style, notes and dtype are kept.
+itself: fine-tune it with its Restore-Net (``camnet finetune --enhance OUT``: for ``natural``,
+whose ground truth is this rendering of the true XYZ, step 1 alone has nothing to teach it), or
+for another style train it (``camnet train-enhance --init OUT``). Style, notes and dtype are kept.
 """
 
 import dataclasses
