@@ -114,6 +114,18 @@ def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch.Te
     return torch.einsum("...ij,...jhw->...ihw", m, x)
 
 
+def render_plain(xyz: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """A plain colorimetric rendering: XYZ clipped to [0, 1], to linear sRGB, times ``gain``, clipped,
+    through the sRGB curve. Enhance-Net develops on top of it (EnhanceNetConfig.base).
+
+    Args:
+        xyz: (*, 3, H, W) linear XYZ.
+        gain: the exposure applied in linear light (2: the synthetic data's rendering, a raw
+            exposed at half the photograph's light renders as the photograph).
+    """
+    return linear_to_srgb(apply_matrix(xyz.clamp(0.0, 1.0), XYZ_TO_SRGB) * gain)
+
+
 def mosaic(rgb: torch.Tensor) -> torch.Tensor:
     """Sample an RGB image through an RGGB colour filter array.
 

@@ -59,7 +59,7 @@ def run_camnet(engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool 
     return xyz, engine.enhance(xyz)
 
 
-BASELINES = ("libraw", "bilinear")
+BASELINES = ("libraw", "bilinear", "plain")
 
 
 def check_baselines(baselines: tuple[str, ...], one_stage: bool = False) -> None:
@@ -67,8 +67,9 @@ def check_baselines(baselines: tuple[str, ...], one_stage: bool = False) -> None
     for name in baselines:
         if name not in BASELINES:
             raise ValueError(f"--baseline {name}: choose from {', '.join(BASELINES)}")
-    if one_stage and "bilinear" in baselines:
-        raise ValueError("--baseline bilinear needs an Enhance-Net (--enhance); a one-stage net has none")
+    for name in ("bilinear", "plain"):
+        if one_stage and name in baselines:
+            raise ValueError(f"--baseline {name} needs the two-stage networks (--enhance); a one-stage net has no restoration to render")
 
 
 # Bilinear interpolation of a Bayer mosaic as normalised convolution: each colour's samples
@@ -97,6 +98,13 @@ def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor]) -> tuple[torch
     """(XYZ, sRGB) of a sample with a bilinear demosaic instead of Restore-Net, then the engine's Enhance-Net."""
     xyz = color.camera_to_xyz(bilinear_demosaic(sample["packed"].float()), sample["wb"], sample["cam_to_xyz"])
     return xyz, engine.enhance(xyz)
+
+
+def run_plain(xyz: torch.Tensor, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(XYZ, sRGB) of camnet's own restoration rendered plainly instead of by Enhance-Net
+    (``color.render_plain``), brightened by the final ground truth's gain like the LibRaw baseline:
+    what Enhance-Net adds to (or takes from) the restoration."""
+    return xyz, color.render_plain(xyz, float(sample.get("render_gain", 1.0)))
 
 
 def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +152,10 @@ def evaluate(
         xyz, srgb = run_camnet(engine, sample, one_stage)
         entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"])
         for name in baselines:
-            bxyz, bsrgb = run_libraw(sample) if name == "libraw" else run_bilinear(engine, sample)
+            if name == "plain":
+                bxyz, bsrgb = run_plain(xyz, sample)  # type: ignore[arg-type]  (two-stage: check_baselines)
+            else:
+                bxyz, bsrgb = run_libraw(sample) if name == "libraw" else run_bilinear(engine, sample)
             entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"])
         results.append(entry)
     return results

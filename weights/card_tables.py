@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00", "grid": "grid"}
+LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "plain": "plain", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00", "grid": "grid"}
 
 
 def _cells(group: str) -> list[str]:

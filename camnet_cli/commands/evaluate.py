@@ -26,7 +26,8 @@ def eval_(
         str | None,
         typer.Option(
             help="Also score baselines on the same raws, comma-separated: 'libraw' (LibRaw's AHD pipeline), "
-            "'bilinear' (a bilinear demosaic in place of Restore-Net, then the same Enhance-Net)."
+            "'bilinear' (a bilinear demosaic in place of Restore-Net, then the same Enhance-Net), "
+            "'plain' (camnet's restoration through a plain colorimetric rendering instead of Enhance-Net)."
         ),
     ] = None,
     exposure: Annotated[

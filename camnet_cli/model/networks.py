@@ -324,8 +324,7 @@ class EnhanceNet(nn.Module):
         """(B, 12, h, w) prepared input -> (B, 3, 2h, 2w): the plain rendering under the UNet
         (EnhanceNetConfig.base): the clipped XYZ to linear sRGB, times the gain, clipped, sRGB curve."""
         curved = F.pixel_shuffle(x.float(), 2)
-        xyz = color.srgb_to_linear(curved) if self.config.gamma == "srgb" else curved**2.2
-        return color.linear_to_srgb(color.apply_matrix(xyz, color.XYZ_TO_SRGB) * self.config.base)
+        return color.render_plain(color.srgb_to_linear(curved) if self.config.gamma == "srgb" else curved**2.2, self.config.base)
 
     def finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """(B, 12, h, w) UNet output and its input -> (B, 3, 2h, 2w) sRGB: sub-pixel layout, the notch
