@@ -238,8 +238,9 @@ class Engine:
         """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU."""
         if self.enhance_net is None:
             raise EngineError("no Enhance-Net loaded")
-        x = self.enhance_net.prepare(xyz[None].to(self.device, torch.float32))  # the curve in float32
-        return self.enhance_net.finish(self._run("enhance", self.enhance_net, x), x)[0].cpu()
+        xyz = xyz[None].to(self.device, torch.float32)
+        x = self.enhance_net.prepare(xyz)  # the curve in float32
+        return self.enhance_net.finish(self._run("enhance", self.enhance_net, x), xyz)[0].cpu()
 
     def develop(
         self, packed: np.ndarray, omega: float, wb: tuple[float, float, float], cam_to_xyz: np.ndarray

@@ -152,10 +152,12 @@ def evaluate(
         xyz, srgb = run_camnet(engine, sample, one_stage)
         entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"])
         for name in baselines:
-            if name == "plain":
-                bxyz, bsrgb = run_plain(xyz, sample)  # type: ignore[arg-type]  (two-stage: check_baselines)
-            else:
-                bxyz, bsrgb = run_libraw(sample) if name == "libraw" else run_bilinear(engine, sample)
+            if name == "libraw":
+                bxyz, bsrgb = run_libraw(sample)
+            elif name == "bilinear":
+                bxyz, bsrgb = run_bilinear(engine, sample)
+            else:  # "plain"; two-stage only (check_baselines), so xyz is camnet's restoration
+                bxyz, bsrgb = run_plain(xyz, sample)  # type: ignore[arg-type]
             entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"])
         results.append(entry)
     return results

@@ -326,23 +326,20 @@ def _param_groups(nets: dict[str, nn.Module], cfg: TrainConfig) -> list[dict]:
     resumed run with the same options lines up with its checkpoint.
     """
     restore = nets.get("restore")
-    skip = list(restore.skip.parameters()) if restore is not None and getattr(restore, "skip", None) is not None else []
-    skip = skip if cfg.skip_lr is not None else []
+    path = getattr(restore, "skip", None)
+    skip = list(path.parameters()) if path is not None and cfg.skip_lr is not None else []
     ids = {id(p) for p in skip}
-    own = cfg.restore_lr is not None and restore is not None
+    own = restore is not None and cfg.restore_lr is not None  # Restore-Net in a group of its own
     groups = [
-        {"params": [p for name, net in nets.items() if not (own and name == "restore") for p in net.parameters() if id(p) not in ids], "lr_scale": 1.0},
-        {"params": [p for p in restore.parameters() if id(p) not in ids] if own else [], "lr_scale": (cfg.restore_lr or 0.0) / cfg.base_lr},
-        {"params": skip, "lr_scale": (cfg.skip_lr or 0.0) / cfg.base_lr},
+        ([p for name, net in nets.items() if not (own and name == "restore") for p in net.parameters() if id(p) not in ids], 1.0),
+        ([p for p in restore.parameters() if id(p) not in ids] if own else [], (cfg.restore_lr or 0.0) / cfg.base_lr),
+        (skip, (cfg.skip_lr or 0.0) / cfg.base_lr),
     ]
-    kept = []
-    for group in groups:
-        if group["params"] and group["lr_scale"] == 0:
-            for p in group["params"]:
+    for params, scale in groups:
+        if scale == 0:
+            for p in params:
                 p.requires_grad_(False)
-        elif group["params"]:
-            kept.append(group)
-    return kept
+    return [{"params": params, "lr_scale": scale} for params, scale in groups if params and scale > 0]
 
 
 def _distributed() -> tuple[int, int, int]:

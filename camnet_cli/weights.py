@@ -174,6 +174,13 @@ def load_weights(path: Path | str, stage: str | None = None) -> tuple[RestoreNet
     return net.eval(), info
 
 
+def stored_dtype(path: Path | str) -> torch.dtype:
+    """The dtype a weight file's tensors are stored in (``load_weights`` gives float32), for a
+    script that rewrites a file and keeps its precision."""
+    with safe_open(str(path), "pt") as f:
+        return f.get_tensor(next(iter(f.keys()))).dtype
+
+
 def _read_header(path: Path) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors file, checked to be camnet's."""
     try:

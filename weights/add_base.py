@@ -15,22 +15,19 @@ import dataclasses
 import sys
 
 import torch
-from safetensors import safe_open
 
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig
-from camnet_cli.weights import load_weights, save_weights
+from camnet_cli.weights import load_weights, save_weights, stored_dtype
 
 
 def main(src: str, dst: str, gain: str = str(EnhanceNetConfig.base)) -> None:
     net, info = load_weights(src, "enhance")
-    with safe_open(src, "pt") as f:
-        dtype = f.get_tensor(next(iter(f.keys()))).dtype  # load_weights gives float32; keep the file's
     new = EnhanceNet(dataclasses.replace(net.config, base=float(gain)))
     state = net.state_dict()
     for key in ("unet.out.weight", "unet.out.bias"):
         state[key] = torch.zeros_like(state[key])
     new.load_state_dict(state)
-    save_weights(dst, new, style=info.style, training_data=info.training_data, noise_range=info.noise_range, dtype=dtype, extra=info.extra)
+    save_weights(dst, new, style=info.style, training_data=info.training_data, noise_range=info.noise_range, dtype=stored_dtype(src), extra=info.extra)
 
 
 if __name__ == "__main__":

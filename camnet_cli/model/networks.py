@@ -320,21 +320,15 @@ class EnhanceNet(nn.Module):
             curved = xyz.clamp(1e-4, 1.0) ** (1 / 2.2)
         return F.pixel_unshuffle(curved, 2)
 
-    def plain(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 12, h, w) prepared input -> (B, 3, 2h, 2w): the plain rendering under the UNet
-        (EnhanceNetConfig.base): the clipped XYZ to linear sRGB, times the gain, clipped, sRGB curve."""
-        curved = F.pixel_shuffle(x.float(), 2)
-        return color.render_plain(color.srgb_to_linear(curved) if self.config.gamma == "srgb" else curved**2.2, self.config.base)
-
-    def finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """(B, 12, h, w) UNet output and its input -> (B, 3, 2h, 2w) sRGB: sub-pixel layout, the notch
-        against its grid, then the plain rendering added (when the config has one)."""
+    def finish(self, y: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        """(B, 12, h, w) UNet output and the (B, 3, 2h, 2w) XYZ it was given -> sRGB: sub-pixel layout,
+        the notch against its grid, then added to the plain rendering of the XYZ (EnhanceNetConfig.base;
+        ``color.render_plain``) when the config has one."""
         out = remove_grid(F.pixel_shuffle(y, 2), self.config.notch)
-        return out + self.plain(x) if self.config.base > 0 else out
+        return out + color.render_plain(xyz.float(), self.config.base) if self.config.base > 0 else out
 
     def forward(self, xyz: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.prepare(xyz)
-        return self.finish(self.unet(x, pooled), x)
+        return self.finish(self.unet(self.prepare(xyz), pooled), xyz)
 
 
 class OneStageNet(RestoreNet):
