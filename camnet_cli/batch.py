@@ -61,6 +61,7 @@ class Settings:
     wb: str | tuple[float, float, float] = "camera"
     iso: float | None = None
     noise: NoiseProfile | None = None
+    chroma: float | None = None  # chroma noise reduction width in pixels; None: from the noise level
     overwrite: bool = False
     jobs: int = 2
     decode_timeout: float = 300.0
@@ -253,7 +254,7 @@ def run_batch(
                     continue
                 stages = {"decode": time.perf_counter() - started}
                 start_decodes(i + 1)
-                developed = develop_frame(engine, frame, settings.wb, linear=job.linear_output is not None)
+                developed = develop_frame(engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma)
                 stages.update(developed.seconds)
                 pending.append((job, started, stages, encoders.submit(_encode, job, frame, developed, settings)))
                 del frame, developed

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from camnet_cli import export
+from camnet_cli import color, export
 from camnet_cli.batch import Outcome, Settings, plan_jobs, run_batch
 from camnet_cli.engine import Engine
 from camnet_cli.model import EnhanceNet, RestoreNet
@@ -91,16 +91,17 @@ def bench_model(engine: Engine, width: int, height: int, iters: int = 3, warmup:
     gflops = count_gflops(RestoreNet(restore.config), EnhanceNet(enhance.config), width, height)
     rng = np.random.default_rng(0)
     packed = (rng.random((4, height // 2, width // 2), dtype=np.float32) * 0.5).astype(np.float32)
-    wb, matrix = (2.0, 1.0, 1.5), np.eye(3)
+    wb, matrix, omega = (2.0, 1.0, 1.5), np.eye(3), 1e-3
+    chroma = color.chroma_sigma(omega)  # develop's default chroma noise reduction at this noise level
     for _ in range(warmup):
-        engine.develop(packed, 1e-3, wb, matrix)
+        engine.develop(packed, omega, wb, matrix, chroma)
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine.device)
     times = []
     for _ in range(max(1, iters)):
         _sync(engine.device)
         t = time.perf_counter()
-        engine.develop(packed, 1e-3, wb, matrix)
+        engine.develop(packed, omega, wb, matrix, chroma)
         _sync(engine.device)
         times.append((time.perf_counter() - t) * 1000)
     median = statistics.median(times)

@@ -234,17 +234,22 @@ class Engine:
         x = self.restore_net.prepare(planes, omega)
         return self.restore_net.finish(self._run("restore", self.restore_net, x), x)
 
-    def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
-        """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU."""
+    def enhance(self, xyz: torch.Tensor, chroma: float = 0.0) -> torch.Tensor:
+        """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU.
+
+        ``chroma``: the chroma noise reduction's width in pixels (``color.smooth_chroma``; 0: none),
+        run on the whole frame after the tiles are joined.
+        """
         if self.enhance_net is None:
             raise EngineError("no Enhance-Net loaded")
         xyz = xyz[None].to(self.device, torch.float32)
         x = self.enhance_net.prepare(xyz)  # the curve in float32
-        return self.enhance_net.finish(self._run("enhance", self.enhance_net, x), xyz)[0].cpu()
+        srgb = self.enhance_net.finish(self._run("enhance", self.enhance_net, x), xyz)
+        return color.smooth_chroma(srgb, chroma)[0].cpu()
 
     def develop(
-        self, packed: np.ndarray, omega: float, wb: tuple[float, float, float], cam_to_xyz: np.ndarray
+        self, packed: np.ndarray, omega: float, wb: tuple[float, float, float], cam_to_xyz: np.ndarray, chroma: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both stages: (XYZ, sRGB), each (3, H, W) float32 on the CPU; sRGB is None without Enhance-Net."""
         xyz = color.camera_to_xyz(self.restore(packed, omega), torch.tensor(wb), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
-        return xyz, (self.enhance(xyz) if self.enhance_net is not None else None)
+        return xyz, (self.enhance(xyz, chroma) if self.enhance_net is not None else None)

@@ -50,13 +50,21 @@ def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Ten
     return out
 
 
-def run_camnet(engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """(XYZ, sRGB) of a sample through the engine; a one-stage net gives sRGB only."""
+def chroma_width(sample: dict[str, torch.Tensor], chroma: float | None) -> float:
+    """The chroma noise reduction's width for a sample: ``chroma``, or as ``develop`` picks it from the noise level."""
+    return color.chroma_sigma(float(sample["omega"])) if chroma is None else chroma
+
+
+def run_camnet(
+    engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool = False, chroma: float | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(XYZ, sRGB) of a sample through the engine as ``develop`` runs it (``chroma``: its --chroma-nr,
+    None for auto); a one-stage net gives sRGB only."""
     out = engine.restore(sample["packed"].numpy(), float(sample["omega"]))
     if one_stage:
         return None, out
     xyz = color.camera_to_xyz(out, sample["wb"], sample["cam_to_xyz"])
-    return xyz, engine.enhance(xyz)
+    return xyz, engine.enhance(xyz, chroma_width(sample, chroma))
 
 
 BASELINES = ("libraw", "bilinear", "plain")
@@ -94,10 +102,10 @@ def bilinear_demosaic(packed: torch.Tensor) -> torch.Tensor:
     return (num / den)[0]
 
 
-def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(XYZ, sRGB) of a sample with a bilinear demosaic instead of Restore-Net, then the engine's Enhance-Net."""
+def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor], chroma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(XYZ, sRGB) of a sample with a bilinear demosaic instead of Restore-Net, then the rest as ``run_camnet``."""
     xyz = color.camera_to_xyz(bilinear_demosaic(sample["packed"].float()), sample["wb"], sample["cam_to_xyz"])
-    return xyz, engine.enhance(xyz)
+    return xyz, engine.enhance(xyz, chroma_width(sample, chroma))
 
 
 def run_plain(xyz: torch.Tensor, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,21 +149,25 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
 
 
 def evaluate(
-    engine: Engine, dataset, *, one_stage: bool = False, baselines: tuple[str, ...] = (), limit: int | None = None
+    engine: Engine, dataset, *, one_stage: bool = False, baselines: tuple[str, ...] = (), limit: int | None = None,
+    chroma: float | None = None,
 ) -> list[ImageScores]:
-    """Score every image of an evaluation set, with the networks and each of ``baselines``."""
+    """Score every image of an evaluation set, with the networks and each of ``baselines``.
+
+    ``chroma``: the chroma noise reduction after Enhance-Net as ``develop --chroma-nr`` (None: auto).
+    """
     check_baselines(baselines, one_stage)
     results = []
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
         sample = dataset[i]
         entry = ImageScores(dataset.name(i) if hasattr(dataset, "name") else str(i))
-        xyz, srgb = run_camnet(engine, sample, one_stage)
+        xyz, srgb = run_camnet(engine, sample, one_stage, chroma)
         entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"])
         for name in baselines:
             if name == "libraw":
                 bxyz, bsrgb = run_libraw(sample)
             elif name == "bilinear":
-                bxyz, bsrgb = run_bilinear(engine, sample)
+                bxyz, bsrgb = run_bilinear(engine, sample, chroma)
             else:  # "plain"; two-stage only (check_baselines), so xyz is camnet's restoration
                 bxyz, bsrgb = run_plain(xyz, sample)  # type: ignore[arg-type]
             entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"])

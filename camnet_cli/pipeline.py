@@ -47,6 +47,25 @@ def parse_wb(text: str) -> str | tuple[float, float, float]:
     return (gains[0] / gains[1], 1.0, gains[2] / gains[1])
 
 
+def parse_chroma(text: str) -> float | None:
+    """``--chroma-nr`` value: "auto" (None: the width follows each file's noise level), "off" (0) or a width in pixels.
+
+    Raises:
+        ValueError: with a message fit for the user.
+    """
+    if text == "auto":
+        return None
+    if text == "off":
+        return 0.0
+    try:
+        sigma = float(text)
+    except ValueError:
+        sigma = -1.0
+    if not 0 <= sigma <= 64:
+        raise ValueError(f"--chroma-nr takes auto, off or a width in pixels from 0 to 64; got {text!r}")
+    return sigma
+
+
 def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:
     """Grey-world gains (R, G, B), G = 1: the scene's average is taken to be neutral.
 
@@ -84,14 +103,20 @@ class Developed:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def develop_frame(engine: Engine, frame: Frame, wb: str | tuple[float, float, float] = "camera", linear: bool = False) -> Developed:
-    """Run a frame through both networks and make its images."""
+def develop_frame(
+    engine: Engine, frame: Frame, wb: str | tuple[float, float, float] = "camera", linear: bool = False, chroma: float | None = None
+) -> Developed:
+    """Run a frame through both networks and make its images.
+
+    ``chroma``: the chroma noise reduction's width in pixels; None: from the frame's noise level
+    (``color.chroma_sigma``).
+    """
     gains = frame.wb if wb == "camera" else auto_white_balance(frame.packed) if wb == "auto" else wb
     t0 = time.perf_counter()
     camera = engine.restore(frame.packed, frame.noise.omega)
     xyz = color.camera_to_xyz(camera, torch.tensor(gains, dtype=torch.float32), torch.as_tensor(frame.cam_to_xyz, dtype=torch.float32))
     t1 = time.perf_counter()
-    srgb = engine.enhance(xyz)
+    srgb = engine.enhance(xyz, color.chroma_sigma(frame.noise.omega) if chroma is None else chroma)
     t2 = time.perf_counter()
 
     def finish(img: torch.Tensor) -> np.ndarray:

@@ -122,3 +122,47 @@ def test_every_symmetric_view_keeps_the_bayer_pattern_and_maps_back():
         view = color.bayer_view(packed, symmetry)
         assert view.shape == ((2, 4, 9, 7) if symmetry[0] else (2, 4, 7, 9))
         assert torch.equal(color.bayer_unview(_colour_tagged(view), symmetry), want), symmetry
+
+
+def _noisy_flat_and_edge(seed=0):
+    """A (1, 3, 64, 96) sRGB image: a bright orange left half, a dark blue right half, chroma noise on both."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.empty(1, 3, 64, 96)
+    clean[..., :48] = torch.tensor([0.8, 0.5, 0.2]).view(1, 3, 1, 1)
+    clean[..., 48:] = torch.tensor([0.1, 0.15, 0.4]).view(1, 3, 1, 1)
+    noise = 0.05 * torch.randn(1, 3, 64, 96, generator=g)
+    return clean, clean + noise - noise.mean(1, keepdim=True)  # colour noise only: the RGB mean is clean
+
+
+def test_smooth_chroma_keeps_the_mean_and_removes_colour_noise():
+    clean, noisy = _noisy_flat_and_edge()
+    out = color.smooth_chroma(noisy, 2.0)
+    torch.testing.assert_close(out.mean(1), noisy.mean(1), rtol=0, atol=1e-6)  # the RGB mean is kept exactly
+    err_in, err_out = (noisy - clean).pow(2).mean(), (out - clean).pow(2).mean()
+    assert err_out < err_in / 5, (err_in, err_out)
+    assert torch.equal(color.smooth_chroma(noisy, 0.0), noisy)
+
+
+def test_smooth_chroma_keeps_colour_edges_the_luma_shows():
+    """Where the luma has an edge the colours do not bleed across it, as a plain blur of the colour differences would."""
+    clean, noisy = _noisy_flat_and_edge(1)
+    guided = color.smooth_chroma(noisy, 3.0)
+    luma = noisy.mean(1, keepdim=True)
+    blurred = color.gaussian_blur(noisy - luma, 3.0) + luma
+    band = slice(44, 52)  # the columns next to the edge
+    guided_err = (guided - clean)[..., band].abs().mean()
+    blurred_err = (blurred - clean)[..., band].abs().mean()
+    assert guided_err < blurred_err / 3, (guided_err, blurred_err)
+
+
+def test_chroma_sigma_grows_with_the_noise_level():
+    widths = [color.chroma_sigma(omega) for omega in (0.0, 1e-5, 8e-5, 6e-4, 5e-3)]
+    assert widths[0] == 0.0 and widths == sorted(widths)
+    assert 0.5 < widths[2] < 1.5 and 3.5 < widths[4] < 5.5  # about 1 pixel at ISO 400 to about 4 at 25600 (a7R III)
+
+
+def test_gaussian_blur_keeps_constants_and_the_mean():
+    x = torch.full((1, 2, 20, 30), 0.25)
+    torch.testing.assert_close(color.gaussian_blur(x, 1.5), x)
+    y = torch.rand(1, 1, 40, 40, dtype=torch.float64)
+    assert abs(color.gaussian_blur(y, 2.0).mean() - y.mean()) < 0.01

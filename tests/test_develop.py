@@ -188,6 +188,7 @@ def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
         (["{dng}", "--format", "jpeg", "--bits", "16"], "--bits"),
         (["{dng}", "--format", "gif"], "--format"),
         (["{dng}", "--wb", "warm"], "--wb"),
+        (["{dng}", "--chroma-nr", "strong"], "--chroma-nr"),
         (["{dng}", "--style", "expertC"], "unknown style 'expertC'"),
         (["{dng}", "--ensemble", "9"], "--ensemble"),
         (["{dng}", "--device", "cuda:7" if not __import__("torch").cuda.is_available() else "tpu"], "--device"),
@@ -262,6 +263,25 @@ def test_ctrl_c_stops_after_the_current_file(tiny_weights, batch, tmp_path):
     done = len(list(out.glob("*.png")))
     assert f"interrupted: {done} of {len(batch)} files developed" in err
     _all_complete(out)
+
+
+def test_chroma_noise_reduction_option(tmp_path, monkeypatch):
+    """--chroma-nr off develops the shipped example without it: more colour noise in the same picture."""
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(tmp_path / "nothing"))
+    from tests.conftest import EXAMPLE_DNG
+
+    images = {}
+    for setting in ("auto", "off"):
+        result = _run(EXAMPLE_DNG, "-o", tmp_path / setting, "--format", "png", "--chroma-nr", setting)
+        assert result.exit_code == 0, result.output
+        images[setting] = np.asarray(Image.open(tmp_path / setting / "sony_a7r3_iso3200_crop.png")).astype(np.float32)
+
+    def colour_noise(img):  # the colour differences' pixel-to-pixel variation
+        diff = img - img.mean(2, keepdims=True)
+        return np.abs(np.diff(diff, axis=1)).mean()
+
+    assert colour_noise(images["auto"]) < 0.7 * colour_noise(images["off"])
+    assert np.abs(images["auto"].mean(2) - images["off"].mean(2)).mean() < 1.0  # the brightness stays
 
 
 def test_new_user_default_develop_of_the_shipped_example(tmp_path, monkeypatch):

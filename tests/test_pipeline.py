@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from camnet_cli import color
 from camnet_cli.dng import DngMetadata
 from camnet_cli.engine import Engine
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
-from camnet_cli.pipeline import auto_white_balance, develop_frame, parse_wb, uncrop, upright
+from camnet_cli.pipeline import auto_white_balance, develop_frame, parse_chroma, parse_wb, uncrop, upright
 from camnet_cli.raw import Crop, load_frame
 from tests.conftest import synthetic_raw, write_synthetic_dng
 
@@ -42,6 +43,17 @@ def test_parse_wb_rejects(text):
         parse_wb(text)
 
 
+@pytest.mark.parametrize("text, expected", [("auto", None), ("off", 0.0), ("0", 0.0), ("2.5", 2.5)])
+def test_parse_chroma(text, expected):
+    assert parse_chroma(text) == expected
+
+
+@pytest.mark.parametrize("text", ["strong", "-1", "100", "nan"])
+def test_parse_chroma_rejects(text):
+    with pytest.raises(ValueError, match="--chroma-nr"):
+        parse_chroma(text)
+
+
 def test_auto_white_balance_neutralises_a_grey_scene():
     rng = np.random.default_rng(0)
     grey = rng.uniform(0.1, 0.6, (64, 64)).astype(np.float32)
@@ -74,3 +86,15 @@ def test_white_balance_choice_changes_the_result(tmp_path, tiny_engine):
     manual = develop_frame(tiny_engine, frame, (1.0, 1.0, 1.0), linear=True)
     assert camera.wb == pytest.approx(frame.wb) and manual.wb == (1.0, 1.0, 1.0)
     assert not np.allclose(camera.linear, manual.linear)
+
+
+def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_engine, monkeypatch):
+    """develop_frame's default width is color.chroma_sigma of the frame's noise level; a number overrides it, 0 turns it off."""
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(height=64, width=64))
+    frame = load_frame(tmp_path / "f.dng")
+    seen = []
+    real = tiny_engine.enhance
+    monkeypatch.setattr(tiny_engine, "enhance", lambda xyz, chroma=0.0: seen.append(chroma) or real(xyz, chroma))
+    outs = [develop_frame(tiny_engine, frame, chroma=c).srgb for c in (None, 0.0, 3.0)]
+    assert seen == [pytest.approx(color.chroma_sigma(frame.noise.omega)), 0.0, 3.0] and seen[0] > 0
+    assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])

@@ -18,7 +18,7 @@ from camnet_cli.commands import ENSEMBLE_HELP, EXIT_FAILED, EXIT_OK, error, stde
 from camnet_cli.engine import Engine, EngineError
 from camnet_cli.export import FORMATS
 from camnet_cli.inputs import expand_inputs
-from camnet_cli.pipeline import parse_wb
+from camnet_cli.pipeline import parse_chroma, parse_wb
 from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
 
 DEFAULT_STYLE = "natural"
@@ -47,6 +47,14 @@ def develop(
     noise_level: Annotated[
         str | None, typer.Option("--noise", help="Noise level: OMEGA, or SHOT,READ, in normalised raw units.", rich_help_panel=DEVELOP)
     ] = None,
+    chroma_nr: Annotated[
+        str,
+        typer.Option(
+            "--chroma-nr",
+            help="Chroma noise reduction after the style: auto (stronger at higher noise), off, or a width in pixels.",
+            rich_help_panel=DEVELOP,
+        ),
+    ] = "auto",
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders.", rich_help_panel=BATCH)] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Decoding and encoding workers (files in flight).", min=1, rich_help_panel=BATCH)] = max(
         1, min(4, os.cpu_count() or 1)
@@ -78,6 +86,7 @@ def develop(
     try:
         wb_choice = parse_wb(wb)
         override = noise.parse_noise(noise_level) if noise_level is not None else None
+        chroma = parse_chroma(chroma_nr)
     except ValueError as e:
         raise usage_error(str(e)) from None
 
@@ -98,7 +107,7 @@ def develop(
         raise usage_error(str(e)) from None
 
     job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
-    settings = Settings(fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, overwrite=overwrite, jobs=jobs, decode_timeout=decode_timeout)
+    settings = Settings(fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs, decode_timeout=decode_timeout)
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     started = time.perf_counter()
     progress = Progress(

@@ -13,6 +13,7 @@ from camnet_cli.commands import ENSEMBLE_HELP, EXIT_OK, stdout, usage_error
 from camnet_cli.data.datasets import DATASETS, DatasetError, make_eval_set
 from camnet_cli.engine import Engine, EngineError
 from camnet_cli.evaluate import check_baselines, evaluate, means
+from camnet_cli.pipeline import parse_chroma
 from camnet_cli.weights import WeightsError, companion_restore, load_weights
 
 
@@ -37,6 +38,9 @@ def eval_(
             "(default 0.5; training draws 0.35 to 0.71). Names then carry the exposure."
         ),
     ] = None,
+    chroma_nr: Annotated[
+        str, typer.Option("--chroma-nr", help="Chroma noise reduction after Enhance-Net, as develop's: auto, off or a width in pixels.")
+    ] = "auto",
     limit: Annotated[int | None, typer.Option(help="Only the first N images.", min=1)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: per image and mean.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -56,6 +60,10 @@ def eval_(
         raise usage_error(str(e)) from None
     if one_stage is None and enhance is None:
         raise usage_error("give --enhance (and optionally --restore), or --one-stage")
+    try:
+        chroma = parse_chroma(chroma_nr)
+    except ValueError as e:
+        raise usage_error(str(e)) from None
     options = {}
     if exposure is not None:
         if dataset != "synthetic":
@@ -78,7 +86,7 @@ def eval_(
         data = make_eval_set(dataset, data_root, **options)
     except (WeightsError, EngineError, DatasetError) as e:
         raise usage_error(str(e)) from None
-    results = evaluate(engine, data, one_stage=one_stage is not None, baselines=baselines, limit=limit)
+    results = evaluate(engine, data, one_stage=one_stage is not None, baselines=baselines, limit=limit, chroma=chroma)
     mean = means(results)
     if json_output:
         stdout.out(json.dumps({"images": [{"name": r.name, **r.scores} for r in results], "mean": mean}), highlight=False)
