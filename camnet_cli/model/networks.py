@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -272,21 +273,18 @@ def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return image
-    (h, w), c = image.shape[-2:], image.shape[1]
+    h, w = image.shape[-2:]
     radius = max(1, min(int(math.ceil(3 * sigma)) + 1, h - 1, w - 1))
-    taps = torch.arange(-radius + 1, radius, dtype=image.dtype, device=image.device)
-    g = torch.exp(-(taps**2) / (2 * sigma**2))
+    g = np.exp(-(np.arange(-radius + 1, radius) ** 2) / (2 * sigma**2))
     # Convolved with [1, 2, 1] / 4 its response at pi is exactly 0, as the cut Gaussian's is not:
     # otherwise each notch would also take a little of the mean level away.
-    g = F.conv1d(g.view(1, 1, -1), torch.tensor([[[0.25, 0.5, 0.25]]], dtype=g.dtype, device=g.device), padding=2).flatten()
-    g = g / g.sum()
+    g = np.convolve(g, [0.25, 0.5, 0.25])
+    taps = (g / g.sum()).tolist()
     rows = 1 - 2 * (torch.arange(h, device=image.device) % 2).to(image.dtype)[:, None]
     cols = 1 - 2 * (torch.arange(w, device=image.device) % 2).to(image.dtype)[None, :]
 
     def low_pass(x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-        x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        return color.convolve_separable(x, taps)
 
     out = image
     for pattern in (cols, rows, rows * cols):
