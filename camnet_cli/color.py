@@ -126,7 +126,6 @@ def render_plain(xyz: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     return linear_to_srgb(apply_matrix(xyz.clamp(0.0, 1.0), XYZ_TO_SRGB) * gain)
 
 
-
 # Chroma noise reduction after Enhance-Net (camnet's; not in the paper). What noise Restore-Net
 # leaves is mostly in the colour differences once rendered: its loss weighs errors in XYZ, where
 # the three channels move together, and the XYZ -> sRGB matrix amplifies their differences. The
@@ -162,8 +161,11 @@ def convolve_separable(x: torch.Tensor, taps: list[float]) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B, C, H, W) blurred by a Gaussian of ``sigma`` pixels, separably, reflecting at the borders."""
+    """(B, C, H, W) blurred by a Gaussian of ``sigma`` pixels, separably, reflecting at the borders
+    (an image one pixel high or wide is returned as it is)."""
     h, w = x.shape[-2:]
+    if min(h, w) < 2:
+        return x
     radius = max(1, min(int(np.ceil(3 * sigma)), h - 1, w - 1))
     g = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
     return convolve_separable(x, (g / g.sum()).tolist())

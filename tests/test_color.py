@@ -166,3 +166,21 @@ def test_gaussian_blur_keeps_constants_and_the_mean():
     torch.testing.assert_close(color.gaussian_blur(x, 1.5), x)
     y = torch.rand(1, 1, 40, 40, dtype=torch.float64)
     assert abs(color.gaussian_blur(y, 2.0).mean() - y.mean()) < 0.01
+
+
+@pytest.mark.parametrize("side", [2, 3, 4, 7])
+def test_smooth_chroma_on_tiny_images(side):
+    x = torch.rand(1, 3, side, side + 1)
+    out = color.smooth_chroma(x, 4.0)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    torch.testing.assert_close(out.mean(1), x.mean(1), rtol=0, atol=1e-6)
+
+
+def test_convolve_separable_equals_the_depthwise_convolution():
+    import torch.nn.functional as F
+
+    x = torch.rand(2, 3, 17, 23, dtype=torch.float64)
+    taps = [0.1, 0.25, 0.3, 0.25, 0.1]
+    k = torch.tensor(taps, dtype=torch.float64)
+    want = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), (k[:, None] * k[None, :]).expand(3, 1, 5, 5), groups=3)
+    torch.testing.assert_close(color.convolve_separable(x, taps), want)

@@ -282,13 +282,9 @@ def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = (g / g.sum()).tolist()
     rows = 1 - 2 * (torch.arange(h, device=image.device) % 2).to(image.dtype)[:, None]
     cols = 1 - 2 * (torch.arange(w, device=image.device) % 2).to(image.dtype)[None, :]
-
-    def low_pass(x: torch.Tensor) -> torch.Tensor:
-        return color.convolve_separable(x, taps)
-
     out = image
     for pattern in (cols, rows, rows * cols):
-        out = out - pattern * low_pass(pattern * image)
+        out = out - pattern * color.convolve_separable(pattern * image, taps)
     return out
 
 
