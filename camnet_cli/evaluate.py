@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from camnet_cli import color, metrics
 from camnet_cli.engine import Engine
+from camnet_cli.pipeline import chroma_width
 
 
 @dataclass
@@ -50,11 +51,6 @@ def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Ten
     return out
 
 
-def chroma_width(sample: dict[str, torch.Tensor], chroma: float | None) -> float:
-    """The chroma noise reduction's width for a sample: ``chroma``, or as ``develop`` picks it from the noise level."""
-    return color.chroma_sigma(float(sample["omega"])) if chroma is None else chroma
-
-
 def run_camnet(
     engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool = False, chroma: float | None = None
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -64,7 +60,7 @@ def run_camnet(
     if one_stage:
         return None, out
     xyz = color.camera_to_xyz(out, sample["wb"], sample["cam_to_xyz"])
-    return xyz, engine.enhance(xyz, chroma_width(sample, chroma))
+    return xyz, engine.enhance(xyz, chroma_width(chroma, float(sample["omega"])))
 
 
 BASELINES = ("libraw", "bilinear", "plain")
@@ -105,7 +101,7 @@ def bilinear_demosaic(packed: torch.Tensor) -> torch.Tensor:
 def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor], chroma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(XYZ, sRGB) of a sample with a bilinear demosaic instead of Restore-Net, then the rest as ``run_camnet``."""
     xyz = color.camera_to_xyz(bilinear_demosaic(sample["packed"].float()), sample["wb"], sample["cam_to_xyz"])
-    return xyz, engine.enhance(xyz, chroma_width(sample, chroma))
+    return xyz, engine.enhance(xyz, chroma_width(chroma, float(sample["omega"])))
 
 
 def run_plain(xyz: torch.Tensor, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -66,6 +66,12 @@ def parse_chroma(text: str) -> float | None:
     return sigma
 
 
+def chroma_width(chroma: float | None, omega: float) -> float:
+    """The chroma noise reduction's width in pixels: ``chroma`` (a ``parse_chroma`` value), or for
+    None (auto) the one for the noise level ``omega`` (``color.chroma_sigma``)."""
+    return color.chroma_sigma(omega) if chroma is None else chroma
+
+
 def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:
     """Grey-world gains (R, G, B), G = 1: the scene's average is taken to be neutral.
 
@@ -109,14 +115,14 @@ def develop_frame(
     """Run a frame through both networks and make its images.
 
     ``chroma``: the chroma noise reduction's width in pixels; None: from the frame's noise level
-    (``color.chroma_sigma``).
+    (``chroma_width``).
     """
     gains = frame.wb if wb == "camera" else auto_white_balance(frame.packed) if wb == "auto" else wb
     t0 = time.perf_counter()
     camera = engine.restore(frame.packed, frame.noise.omega)
     xyz = color.camera_to_xyz(camera, torch.tensor(gains, dtype=torch.float32), torch.as_tensor(frame.cam_to_xyz, dtype=torch.float32))
     t1 = time.perf_counter()
-    srgb = engine.enhance(xyz, color.chroma_sigma(frame.noise.omega) if chroma is None else chroma)
+    srgb = engine.enhance(xyz, chroma_width(chroma, frame.noise.omega))
     t2 = time.perf_counter()
 
     def finish(img: torch.Tensor) -> np.ndarray:
