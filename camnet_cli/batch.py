@@ -24,11 +24,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from camnet_cli import export
 from camnet_cli.engine import Engine
+from camnet_cli.files import temp_pattern
 from camnet_cli.noise import NoiseProfile
-from camnet_cli.pipeline import Developed, develop_frame
-from camnet_cli.raw import Frame, RawError, load_frame
+from camnet_cli.pipeline import develop_frame
+from camnet_cli.raw import Frame, Metadata, RawError, load_frame
 
 
 @dataclass(frozen=True)
@@ -176,11 +179,11 @@ def stop_on_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _encode(job: Job, frame: Frame, developed: Developed, settings: Settings) -> float:
+def _encode(job: Job, meta: Metadata, srgb: np.ndarray, linear: np.ndarray | None, settings: Settings) -> float:
     t = time.perf_counter()
-    export.write_image(job.output, developed.srgb, frame.metadata, fmt=settings.fmt, quality=settings.quality, bits=settings.bits)
-    if job.linear_output is not None and developed.linear is not None:
-        export.write_image(job.linear_output, developed.linear, frame.metadata, fmt="tiff", bits=16, linear=True)
+    export.write_image(job.output, srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits)
+    if job.linear_output is not None and linear is not None:
+        export.write_image(job.linear_output, linear, meta, fmt="tiff", bits=16, linear=True)
     return time.perf_counter() - t
 
 
@@ -256,7 +259,8 @@ def run_batch(
                 start_decodes(i + 1)
                 developed = develop_frame(engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma)
                 stages.update(developed.seconds)
-                pending.append((job, started, stages, encoders.submit(_encode, job, frame, developed, settings)))
+                # The encoder gets the images and the metadata only: the frame's planes and the XYZ go now.
+                pending.append((job, started, stages, encoders.submit(_encode, job, frame.metadata, developed.srgb, developed.linear, settings)))
                 del frame, developed
                 while len(pending) > settings.jobs:
                     finish_oldest()
@@ -273,5 +277,5 @@ def _remove_stale_temporaries(jobs: list[Job]) -> None:
     for job in jobs:
         for out in (job.output, job.linear_output):
             if out is not None and out.parent.is_dir():
-                for stale in out.parent.glob(export.temp_name(out)):
+                for stale in out.parent.glob(temp_pattern(out)):
                     stale.unlink(missing_ok=True)

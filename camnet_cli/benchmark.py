@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from camnet_cli import color, export
+from camnet_cli import export
 from camnet_cli.batch import Outcome, Settings, plan_jobs, run_batch
 from camnet_cli.engine import Engine
 from camnet_cli.model import EnhanceNet, RestoreNet
+from camnet_cli.pipeline import develop
+from camnet_cli.raw import read_metadata
 
 
 def count_gflops(restore: RestoreNet, enhance: EnhanceNet, width: int, height: int) -> float:
@@ -92,16 +94,15 @@ def bench_model(engine: Engine, width: int, height: int, iters: int = 3, warmup:
     rng = np.random.default_rng(0)
     packed = (rng.random((4, height // 2, width // 2), dtype=np.float32) * 0.5).astype(np.float32)
     wb, matrix, omega = (2.0, 1.0, 1.5), np.eye(3), 1e-3
-    chroma = color.chroma_sigma(omega)  # develop's default chroma noise reduction at this noise level
     for _ in range(warmup):
-        engine.develop(packed, omega, wb, matrix, chroma)
+        develop(engine, packed, omega, wb, matrix)
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine.device)
     times = []
     for _ in range(max(1, iters)):
         _sync(engine.device)
         t = time.perf_counter()
-        engine.develop(packed, omega, wb, matrix, chroma)
+        develop(engine, packed, omega, wb, matrix)
         _sync(engine.device)
         times.append((time.perf_counter() - t) * 1000)
     median = statistics.median(times)
@@ -155,7 +156,6 @@ def _libraw_baseline(jobs: list) -> tuple[float, int]:
     """Seconds for LibRaw's pipeline over the jobs, and how many files it developed."""
     import rawpy
 
-    from camnet_cli.raw import read_metadata
 
     t, done = time.perf_counter(), 0
     for job in jobs:

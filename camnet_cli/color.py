@@ -9,12 +9,14 @@ Colour spaces:
 - *white-balanced camera RGB*: camera RGB times the white-balance gains, so a neutral
   surface under the scene light reads (1, 1, 1).
 - *XYZ*: CIE 1931 XYZ, D65-relative: white-balanced neutral (1, 1, 1) maps to the
-  D65 white point (0.9505, 1.0, 1.089). This is Restore-Net's output space (paper §III-C).
+  D65 white point (``D65``). This is Restore-Net's output space (paper §III-C).
 - *linear sRGB* / *sRGB*: IEC 61966-2-1 primaries, D65 white, without / with the
   sRGB transfer curve.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -30,6 +32,9 @@ SRGB_TO_XYZ = np.array(
     ]
 )
 XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
+# The D65 white point, Y = 1 (CIE 15:2004): what white-balanced neutral maps to (the rows of
+# SRGB_TO_XYZ sum to it), CIELAB's reference white and the ICC profiles' media white.
+D65 = (0.95047, 1.0, 1.08883)
 
 # The 2x2 site order of a packed RGGB mosaic: channel k holds site (k // 2, k % 2),
 # the order of torch's pixel_unshuffle(2).
@@ -126,13 +131,8 @@ def render_plain(xyz: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     return linear_to_srgb(apply_matrix(xyz.clamp(0.0, 1.0), XYZ_TO_SRGB) * gain)
 
 
-# Chroma noise reduction after Enhance-Net (camnet's; not in the paper). What noise Restore-Net
-# leaves is mostly in the colour differences once rendered: its loss weighs errors in XYZ, where
-# the three channels move together, and the XYZ -> sRGB matrix amplifies their differences. The
-# width follows the noise level: on the held-out photographs (exposures 0.35 to 0.71) the best
-# Gaussian width grew from about 1 pixel at ISO 400 to 4-6 at ISO 25600, close to
-# 25 * omega ** (1/3); the guided filter's edge term (epsilon 1e-3) keeps colour edges that the
-# luma shows.
+# Chroma noise reduction after Enhance-Net (camnet's): the noise Restore-Net leaves is mostly in the
+# colour differences once rendered. The best width measured grew as about 25 * omega ** (1/3).
 CHROMA_SCALE = 25.0
 CHROMA_EPS = 1e-3
 
@@ -204,6 +204,37 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
     coef = F.interpolate(gaussian_blur(coef, sigma / step), scale_factor=step, mode="bilinear", align_corners=False)[..., :h, :w]
     return (coef[:, :3] + 1) * rgb.mean(1, keepdim=True) + coef[:, 3:]
 
+
+
+def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``image`` less what is periodic with period 2 over a Gaussian of ``sigma`` pixels.
+
+    A narrow notch at the three Nyquist frequencies, (pi, 0), (0, pi) and (pi, pi): each is
+    brought to zero frequency by multiplying with its +-1 pattern, low-passed by the Gaussian
+    (reflecting at the borders, which keeps period 2), brought back and subtracted. A fixed
+    offset per position of the 2x2 blocks, the grid a sub-pixel output layer leaves, is removed
+    whole where it is constant over a few sigma; detail of the image itself is touched only
+    where it repeats every 2 pixels over as wide an area.
+
+    Args:
+        image: (B, C, H, W).
+        sigma: the Gaussian's sigma in pixels; 0 returns ``image``.
+    """
+    if sigma <= 0:
+        return image
+    h, w = image.shape[-2:]
+    radius = max(1, min(math.ceil(3 * sigma) + 1, h - 1, w - 1))
+    g = np.exp(-(np.arange(-radius + 1, radius) ** 2) / (2 * sigma**2))
+    # Convolved with [1, 2, 1] / 4 its response at pi is exactly 0, as the cut Gaussian's is not:
+    # otherwise each notch would also take a little of the mean level away.
+    g = np.convolve(g, [0.25, 0.5, 0.25])
+    taps = (g / g.sum()).tolist()
+    rows = 1 - 2 * (torch.arange(h, device=image.device) % 2).to(image.dtype)[:, None]
+    cols = 1 - 2 * (torch.arange(w, device=image.device) % 2).to(image.dtype)[None, :]
+    out = image
+    for pattern in (cols, rows, rows * cols):
+        out = out - pattern * convolve_separable(pattern * image, taps)
+    return out
 
 def mosaic(rgb: torch.Tensor) -> torch.Tensor:
     """Sample an RGB image through an RGGB colour filter array.
@@ -319,3 +350,20 @@ def camera_to_xyz(rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_
     """
     gains = torch.as_tensor(wb, dtype=rgb.dtype, device=rgb.device)
     return apply_matrix(rgb * gains[..., :, None, None], cam_to_xyz)
+
+
+def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:
+    """Grey-world gains (R, G, B), G = 1, from packed RGGB planes: the scene's average is taken to be neutral.
+
+    After Buchsbaum, "A spatial processor model for object colour perception" (1980), leaving out
+    clipped and near-black pixels, which carry no colour.
+    """
+    r, g1, g2, b = packed
+    g = (g1 + g2) / 2
+    usable = (np.maximum(np.maximum(r, g), b) < 0.95) & (g > 0.01)
+    if usable.sum() < 100:
+        usable = np.ones_like(usable)
+    mr, mg, mb = (float(c[usable].mean()) for c in (r, g, b))
+    if min(mr, mg, mb) <= 0:
+        return (1.0, 1.0, 1.0)
+    return (mg / mr, 1.0, mg / mb)

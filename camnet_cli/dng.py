@@ -9,8 +9,6 @@ as-shot neutral, noise profile and the usual TIFF/EP exposure tags.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +18,7 @@ import numpy as np
 import tifffile
 
 from camnet_cli import __version__
+from camnet_cli.files import atomic_write
 
 # DNG CFAPattern codes per colour: 0 = red, 1 = green, 2 = blue (TIFF/EP CFAPattern).
 _CFA_CODES = {"R": 0, "G": 1, "B": 2}
@@ -125,25 +124,12 @@ def write_dng(
     if metadata.date is not None:
         tags.append((36867, "s", 0, metadata.date, True))  # DateTimeOriginal
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file should read like any other
-    try:
-        tifffile.imwrite(
-            tmp,
-            mosaic,
-            photometric=_PHOTOMETRIC_CFA,
-            metadata=None,
-            software=f"camnet {__version__}",
-            extratags=tags,
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(
+        path,
+        lambda tmp: tifffile.imwrite(
+            tmp, mosaic, photometric=_PHOTOMETRIC_CFA, metadata=None, software=f"camnet {__version__}", extratags=tags
+        ),
+    )
 
 
 def _rationals(values: Sequence[float] | np.ndarray) -> tuple[int, ...]:

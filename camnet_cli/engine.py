@@ -1,4 +1,4 @@
-"""The inference engine that ``develop``, ``bench`` and ``eval`` share.
+"""The inference engine: it runs the networks, and nothing else (``pipeline`` chains the stages).
 
 It puts the networks on a device (cuda, then mps, then cpu, or as asked), in a precision
 (fp32, bf16, fp16), in channels-last layout, optionally compiled, and runs images through
@@ -60,13 +60,13 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise EngineError(f"--device {name}: use one of {', '.join(DEVICES)}") from None
+        raise EngineError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError("--device cuda: no CUDA device here (torch sees none)")
+        raise EngineError("no CUDA device here (torch sees none)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise EngineError("--device mps: no Apple GPU here")
+        raise EngineError("no Apple GPU (mps) here")
     if device.type not in ("cpu", "cuda", "mps"):
-        raise EngineError(f"--device {name}: use one of {', '.join(DEVICES)}")
+        raise EngineError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
     return device
 
 
@@ -79,7 +79,7 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     if name not in PRECISIONS:
-        raise EngineError(f"--precision {name}: use auto, {', '.join(PRECISIONS)}")
+        raise EngineError(f"unknown precision {name!r}; use auto, {', '.join(PRECISIONS)}")
     return PRECISIONS[name]
 
 
@@ -148,7 +148,7 @@ class Engine:
         ensemble: int = 1,
     ) -> None:
         if not 1 <= ensemble <= len(color.SYMMETRIES):
-            raise EngineError(f"--ensemble {ensemble}: use 1 to {len(color.SYMMETRIES)} views")
+            raise EngineError(f"an ensemble of {ensemble} views: use 1 to {len(color.SYMMETRIES)}")
         self.ensemble = ensemble
         self.device = pick_device(device)
         self.dtype = pick_precision(precision, self.device)
@@ -234,22 +234,10 @@ class Engine:
         x = self.restore_net.prepare(planes, omega)
         return self.restore_net.finish(self._run("restore", self.restore_net, x), x)
 
-    def enhance(self, xyz: torch.Tensor, chroma: float = 0.0) -> torch.Tensor:
-        """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the CPU.
-
-        ``chroma``: the chroma noise reduction's width in pixels (``color.smooth_chroma``; 0: none),
-        run on the whole frame after the tiles are joined.
-        """
+    def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the engine's device."""
         if self.enhance_net is None:
             raise EngineError("no Enhance-Net loaded")
         xyz = xyz[None].to(self.device, torch.float32)
         x = self.enhance_net.prepare(xyz)  # the curve in float32
-        srgb = self.enhance_net.finish(self._run("enhance", self.enhance_net, x), xyz)
-        return color.smooth_chroma(srgb, chroma)[0].cpu()
-
-    def develop(
-        self, packed: np.ndarray, omega: float, wb: tuple[float, float, float], cam_to_xyz: np.ndarray, chroma: float = 0.0
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Both stages: (XYZ, sRGB), each (3, H, W) float32 on the CPU; sRGB is None without Enhance-Net."""
-        xyz = color.camera_to_xyz(self.restore(packed, omega), torch.tensor(wb), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
-        return xyz, (self.enhance(xyz, chroma) if self.enhance_net is not None else None)
+        return self.enhance_net.finish(self._run("enhance", self.enhance_net, x), xyz)[0]

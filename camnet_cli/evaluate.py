@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camnet_cli import color, metrics
+from camnet_cli import color, metrics, pipeline
+from camnet_cli.dng import to_dn, write_dng
 from camnet_cli.engine import Engine
-from camnet_cli.pipeline import chroma_width
 
 
 @dataclass
@@ -52,28 +52,20 @@ def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Ten
 
 
 def run_camnet(
-    engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool = False, chroma: float | None = None
+    engine: Engine, sample: dict[str, torch.Tensor], one_stage: bool = False, chroma: float | None = None, camera: torch.Tensor | None = None
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """(XYZ, sRGB) of a sample through the engine as ``develop`` runs it (``chroma``: its --chroma-nr,
-    None for auto); a one-stage net gives sRGB only."""
-    out = engine.restore(sample["packed"].numpy(), float(sample["omega"]))
+    """(XYZ, sRGB) of a sample through ``pipeline.develop``, as ``camnet develop`` develops it (``chroma``:
+    the chroma noise reduction's width, None for auto; ``camera``: a demosaic to use instead of
+    Restore-Net's); a one-stage net gives sRGB only."""
     if one_stage:
-        return None, out
-    xyz = color.camera_to_xyz(out, sample["wb"], sample["cam_to_xyz"])
-    return xyz, engine.enhance(xyz, chroma_width(chroma, float(sample["omega"])))
+        return None, engine.restore(sample["packed"].numpy(), float(sample["omega"]))
+    packed = sample["packed"].numpy()
+    developed = pipeline.develop(engine, packed, float(sample["omega"]), sample["wb"], sample["cam_to_xyz"], chroma=chroma, camera=camera)
+    return developed.xyz, torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
 
 
 BASELINES = ("libraw", "bilinear", "plain")
-
-
-def check_baselines(baselines: tuple[str, ...], one_stage: bool = False) -> None:
-    """Raise ValueError, in the command line's words, unless ``baselines`` can be scored."""
-    for name in baselines:
-        if name not in BASELINES:
-            raise ValueError(f"--baseline {name}: choose from {', '.join(BASELINES)}")
-    for name in ("bilinear", "plain"):
-        if one_stage and name in baselines:
-            raise ValueError(f"--baseline {name} needs the two-stage networks (--enhance); a one-stage net has no restoration to render")
+TWO_STAGE_BASELINES = ("bilinear", "plain")  # they render or replace a restoration, which a one-stage net has not
 
 
 # Bilinear interpolation of a Bayer mosaic as normalised convolution: each colour's samples
@@ -100,8 +92,7 @@ def bilinear_demosaic(packed: torch.Tensor) -> torch.Tensor:
 
 def run_bilinear(engine: Engine, sample: dict[str, torch.Tensor], chroma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(XYZ, sRGB) of a sample with a bilinear demosaic instead of Restore-Net, then the rest as ``run_camnet``."""
-    xyz = color.camera_to_xyz(bilinear_demosaic(sample["packed"].float()), sample["wb"], sample["cam_to_xyz"])
-    return xyz, engine.enhance(xyz, chroma_width(chroma, float(sample["omega"])))
+    return run_camnet(engine, sample, chroma=chroma, camera=bilinear_demosaic(sample["packed"].float()))  # type: ignore[return-value]
 
 
 def run_plain(xyz: torch.Tensor, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +111,6 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     """
     import rawpy
 
-    from camnet_cli.dng import to_dn, write_dng
 
     mosaic = color.unpack_bayer(sample["packed"].float())[0].numpy()
     cam_to_xyz = sample["cam_to_xyz"].double().numpy()
@@ -152,7 +142,6 @@ def evaluate(
 
     ``chroma``: the chroma noise reduction after Enhance-Net as ``develop --chroma-nr`` (None: auto).
     """
-    check_baselines(baselines, one_stage)
     results = []
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
         sample = dataset[i]
@@ -164,8 +153,10 @@ def evaluate(
                 bxyz, bsrgb = run_libraw(sample)
             elif name == "bilinear":
                 bxyz, bsrgb = run_bilinear(engine, sample, chroma)
-            else:  # "plain"; two-stage only (check_baselines), so xyz is camnet's restoration
-                bxyz, bsrgb = run_plain(xyz, sample)  # type: ignore[arg-type]
+            elif name == "plain" and xyz is not None:
+                bxyz, bsrgb = run_plain(xyz, sample)
+            else:
+                raise ValueError(f"baseline {name!r}: not one of {', '.join(BASELINES)}, or not for a one-stage net")
             entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"])
         results.append(entry)
     return results

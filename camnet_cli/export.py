@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
 from fractions import Fraction
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camnet_cli import __version__
+from camnet_cli import __version__, color, files
 from camnet_cli.raw import Metadata
 
 FORMATS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
@@ -39,7 +37,6 @@ _SRGB_D50 = np.array(
     ]
 )
 _D50 = (0.9642, 1.0, 0.8249)  # ICC profile connection space illuminant (ICC.1:2001-04)
-_D65 = (0.9505, 1.0, 1.0891)  # media white of the sRGB profile, as in the IEC 61966-2.1 v2 profile
 
 
 # --- ICC profiles ----------------------------------------------------------------------------
@@ -62,7 +59,7 @@ def icc_profile(linear: bool = False) -> bytes:
     tags = [
         (b"desc", _desc(name)),
         (b"cprt", _tag(b"text", b"No copyright, use freely\x00")),
-        (b"wtpt", _xyz(_D65)),
+        (b"wtpt", _xyz(color.D65)),
         (b"rXYZ", _xyz(_SRGB_D50[:, 0])),
         (b"gXYZ", _xyz(_SRGB_D50[:, 1])),
         (b"bXYZ", _xyz(_SRGB_D50[:, 2])),
@@ -183,27 +180,7 @@ def write_image(
         writer = lambda tmp: _write_png(tmp, pixels, exif, icc)  # noqa: E731
     else:
         writer = lambda tmp: _write_tiff(tmp, pixels, meta, icc)  # noqa: E731
-    atomic_write(path, writer)
-
-
-def temp_name(path: Path) -> str:
-    """The pattern of the temporary files ``atomic_write`` leaves if killed (for clean-up)."""
-    return f".{path.name}.*.tmp"
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)``, then rename the temporary over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.atomic_write(path, writer)
 
 
 def _write_jpeg(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes, quality: int) -> None:

@@ -14,9 +14,6 @@ import torch.nn.functional as F
 
 from camnet_cli import color
 
-# Reference white for CIELAB: D65 (the white of sRGB), Y = 1 (CIE 15:2004).
-_D65 = (0.95047, 1.0, 1.08883)
-
 
 def psnr(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB over the last three dimensions: (*, C, H, W) -> (*)."""
@@ -57,7 +54,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
 
 def xyz_to_lab(xyz: torch.Tensor) -> torch.Tensor:
     """CIE XYZ (D65, Y = 1 for white) -> CIELAB (CIE 15:2004). (*, 3, H, W) -> (*, 3, H, W)."""
-    white = torch.tensor(_D65, dtype=xyz.dtype, device=xyz.device).view(3, 1, 1)
+    white = torch.tensor(color.D65, dtype=xyz.dtype, device=xyz.device).view(3, 1, 1)
     t = xyz / white
     d = 6 / 29
     f = torch.where(t > d**3, t.clamp(min=d**3) ** (1 / 3), t / (3 * d**2) + 4 / 29)

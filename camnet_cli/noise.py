@@ -310,26 +310,3 @@ def split_omega(omega: float) -> NoiseProfile:
             lo = mid
     shot = math.exp(lo)
     return NoiseProfile(shot, math.sqrt(max(omega - shot, 0.0)), "user")
-
-
-def parse_noise(text: str) -> NoiseProfile:
-    """Parse a ``--noise`` value: ``OMEGA`` or ``SHOT,READ`` (read as a standard deviation).
-
-    Raises:
-        ValueError: with a message fit for the user.
-    """
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"--noise takes OMEGA or SHOT,READ as numbers, got {text!r}") from None
-    if len(numbers) == 1:
-        if not numbers[0] > 0:
-            raise ValueError(f"--noise OMEGA must be positive, got {text!r}")
-        return split_omega(numbers[0])
-    if len(numbers) == 2:
-        shot, read = numbers
-        if shot < 0 or read < 0 or shot + read**2 <= 0:
-            raise ValueError(f"--noise SHOT,READ must be non-negative and not both zero, got {text!r}")
-        return NoiseProfile(shot, read, "user")
-    raise ValueError(f"--noise takes OMEGA or SHOT,READ, got {text!r}")

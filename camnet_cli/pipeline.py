@@ -1,8 +1,8 @@
-"""One frame through the networks into upright images: what ``develop`` does per file.
+"""The development path: restore -> XYZ -> enhance -> chroma noise reduction -> upright.
 
-Restoration gives camera RGB; white balance and the camera matrix take it to XYZ; the
-style renders sRGB. The RGGB phase crop is undone (edge pixels repeated) so the image
-has the visible area's size, and EXIF orientation is applied to the pixels.
+``develop`` is the one place the stages are chained; ``camnet develop`` (per file, through
+``develop_frame``), ``camnet eval`` and ``camnet bench`` all call it. The engine only runs the
+networks; the fixed image processing between them is in ``color``.
 """
 
 from __future__ import annotations
@@ -15,121 +15,86 @@ import torch
 
 from camnet_cli import color
 from camnet_cli.engine import Engine
-from camnet_cli.raw import Crop, Frame
+from camnet_cli.raw import Crop, Frame, uncrop, upright
 
-# EXIF orientation -> how to make stored pixels upright, as Pillow's ImageOps.exif_transpose.
-_UPRIGHT = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2),
-    6: lambda a: np.rot90(a, k=-1),
-    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
-    8: lambda a: np.rot90(a, k=1),
-}
-
-
-def parse_wb(text: str) -> str | tuple[float, float, float]:
-    """``--wb`` value: "camera", "auto", or "R,G,B" gains (normalised to G = 1).
-
-    Raises:
-        ValueError: with a message fit for the user.
-    """
-    if text in ("camera", "auto"):
-        return text
-    try:
-        gains = [float(v) for v in text.split(",")]
-    except ValueError:
-        gains = []
-    if len(gains) != 3 or min(gains) <= 0:
-        raise ValueError(f"--wb takes camera, auto or three positive gains R,G,B; got {text!r}")
-    return (gains[0] / gains[1], 1.0, gains[2] / gains[1])
-
-
-def parse_chroma(text: str) -> float | None:
-    """``--chroma-nr`` value: "auto" (None: the width follows each file's noise level), "off" (0) or a width in pixels.
-
-    Raises:
-        ValueError: with a message fit for the user.
-    """
-    if text == "auto":
-        return None
-    if text == "off":
-        return 0.0
-    try:
-        sigma = float(text)
-    except ValueError:
-        sigma = -1.0
-    if not 0 <= sigma <= 64:
-        raise ValueError(f"--chroma-nr takes auto, off or a width in pixels from 0 to 64; got {text!r}")
-    return sigma
-
-
-def chroma_width(chroma: float | None, omega: float) -> float:
-    """The chroma noise reduction's width in pixels: ``chroma`` (a ``parse_chroma`` value), or for
-    None (auto) the one for the noise level ``omega`` (``color.chroma_sigma``)."""
-    return color.chroma_sigma(omega) if chroma is None else chroma
-
-
-def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:
-    """Grey-world gains (R, G, B), G = 1: the scene's average is taken to be neutral.
-
-    After Buchsbaum, "A spatial processor model for object colour perception" (1980), on the
-    raw planes, leaving out clipped and near-black pixels, which carry no colour.
-    """
-    r, g1, g2, b = packed
-    g = (g1 + g2) / 2
-    usable = (np.maximum(np.maximum(r, g), b) < 0.95) & (g > 0.01)
-    if usable.sum() < 100:
-        usable = np.ones_like(usable)
-    mr, mg, mb = (float(c[usable].mean()) for c in (r, g, b))
-    if min(mr, mg, mb) <= 0:
-        return (1.0, 1.0, 1.0)
-    return (mg / mr, 1.0, mg / mb)
-
-
-def uncrop(image: np.ndarray, crop: Crop) -> np.ndarray:
-    """(H', W', C) -> (H, W, C): put back the rows and columns the RGGB crop removed (edge-repeated)."""
-    return np.pad(image, ((crop.top, crop.bottom), (crop.left, crop.right), (0, 0)), mode="edge")
-
-
-def upright(image: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation to (H, W, C) pixels; the result needs orientation 1."""
-    return np.ascontiguousarray(_UPRIGHT.get(orientation, _UPRIGHT[1])(image))
+NO_CROP = Crop(0, 0, 0, 0)
 
 
 @dataclass
 class Developed:
-    """A developed frame: upright (H, W, 3) float32 images in [0, 1] and where time went."""
+    """A developed frame.
 
-    srgb: np.ndarray
-    linear: np.ndarray | None = None  # linear sRGB primaries, D65, when asked for
+    Attributes:
+        xyz: (3, H, W) float32 tensor, the restoration in linear XYZ, as stored (not upright, phase crop kept).
+        srgb: upright (H, W, 3) float32 in [0, 1]; None without an Enhance-Net.
+        linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for.
+        seconds: where the time went ("restore", "enhance").
+    """
+
+    xyz: torch.Tensor
+    srgb: np.ndarray | None = None
+    linear: np.ndarray | None = None
     wb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def chroma_width(chroma: float | None, omega: float) -> float:
+    """The chroma noise reduction's width in pixels: ``chroma``, or for None (auto) the one for the
+    noise level ``omega`` (``color.chroma_sigma``)."""
+    return color.chroma_sigma(omega) if chroma is None else chroma
+
+
+def develop(
+    engine: Engine,
+    packed: np.ndarray | torch.Tensor,
+    omega: float,
+    wb: tuple[float, float, float] | torch.Tensor,
+    cam_to_xyz: np.ndarray | torch.Tensor,
+    *,
+    chroma: float | None = None,
+    crop: Crop = NO_CROP,
+    orientation: int = 1,
+    linear: bool = False,
+    camera: torch.Tensor | None = None,
+) -> Developed:
+    """Develop packed raw planes into images.
+
+    Args:
+        packed: (4, h, w) RGGB planes in [0, 1].
+        omega: the noise level.
+        wb: white-balance gains (R, G, B).
+        cam_to_xyz: (3, 3) white-balanced camera RGB -> XYZ.
+        chroma: the chroma noise reduction's width in pixels; None: from ``omega`` (``chroma_width``).
+        crop, orientation: the frame's phase crop and EXIF orientation, undone on the images.
+        linear: also make the linear sRGB image.
+        camera: (3, 2h, 2w) camera RGB to use instead of Restore-Net's (a baseline's demosaic).
+    """
+    t0 = time.perf_counter()
+    if camera is None:
+        camera = engine.restore(packed, omega)
+    xyz = color.camera_to_xyz(camera, torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
+    t1 = time.perf_counter()
+
+    def finish(img: torch.Tensor) -> np.ndarray:
+        hwc = img.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+        return upright(uncrop(hwc, crop), orientation)
+
+    out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
+    if engine.enhance_net is not None:
+        srgb = color.smooth_chroma(engine.enhance(xyz)[None], chroma_width(chroma, omega))[0]
+        out.srgb = finish(srgb.cpu())
+        out.seconds["enhance"] = time.perf_counter() - t1
+    if linear:
+        out.linear = finish(color.apply_matrix(xyz, color.XYZ_TO_SRGB))
+    return out
 
 
 def develop_frame(
     engine: Engine, frame: Frame, wb: str | tuple[float, float, float] = "camera", linear: bool = False, chroma: float | None = None
 ) -> Developed:
-    """Run a frame through both networks and make its images.
-
-    ``chroma``: the chroma noise reduction's width in pixels; None: from the frame's noise level
-    (``chroma_width``).
-    """
-    gains = frame.wb if wb == "camera" else auto_white_balance(frame.packed) if wb == "auto" else wb
-    t0 = time.perf_counter()
-    camera = engine.restore(frame.packed, frame.noise.omega)
-    xyz = color.camera_to_xyz(camera, torch.tensor(gains, dtype=torch.float32), torch.as_tensor(frame.cam_to_xyz, dtype=torch.float32))
-    t1 = time.perf_counter()
-    srgb = engine.enhance(xyz, chroma_width(chroma, frame.noise.omega))
-    t2 = time.perf_counter()
-
-    def finish(img: torch.Tensor) -> np.ndarray:
-        hwc = img.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
-        return upright(uncrop(hwc, frame.crop), frame.orientation)
-
-    out = Developed(srgb=finish(srgb), wb=tuple(gains), seconds={"restore": t1 - t0, "enhance": t2 - t1})  # type: ignore[arg-type]
-    if linear:
-        out.linear = finish(color.apply_matrix(xyz, color.XYZ_TO_SRGB))
-    return out
+    """``develop`` a decoded raw frame; ``wb``: "camera" (as shot), "auto" (grey world) or gains."""
+    gains = frame.wb if wb == "camera" else color.auto_white_balance(frame.packed) if wb == "auto" else wb
+    return develop(
+        engine, frame.packed, frame.noise.omega, gains, frame.cam_to_xyz,  # type: ignore[arg-type]
+        chroma=chroma, crop=frame.crop, orientation=frame.orientation, linear=linear,
+    )

@@ -98,6 +98,29 @@ class Crop:
     right: int
 
 
+# EXIF orientation -> how to make stored pixels upright, as Pillow's ImageOps.exif_transpose.
+_UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, k=-1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, k=1),
+}
+
+
+def uncrop(image: np.ndarray, crop: Crop) -> np.ndarray:
+    """(H', W', C) -> (H, W, C): put back the rows and columns the RGGB crop removed (edge-repeated)."""
+    return np.pad(image, ((crop.top, crop.bottom), (crop.left, crop.right), (0, 0)), mode="edge")
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to (H, W, C) pixels; the result needs orientation 1."""
+    return np.ascontiguousarray(_UPRIGHT.get(orientation, _UPRIGHT[1])(image))
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One raw frame, ready for Restore-Net.

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from camnet_cli.model import UNet
 
@@ -145,9 +144,3 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
             out[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += result[i] * wt
             weight[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += wt
     return (out / weight)[..., :h, :w]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB of two same-shaped tensors."""
-    mse = F.mse_loss(a.float(), b.float()).item()
-    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,20 +27,18 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from camnet_cli import __version__, color, losses, metrics
-from camnet_cli.data import StepSampler
+from camnet_cli import checkpoint, color, losses, metrics
+from camnet_cli.data import DataConfig, StepSampler
+from camnet_cli.data.datasets import make_datasets
+from camnet_cli.data.datasets import noise_range as dataset_noise_range
+from camnet_cli.engine import pick_device
 from camnet_cli.model import (
     EnhanceNet,
     OneStageNet,
     RestoreNet,
-    build,
-    config_from_dict,
-    config_to_dict,
     enhance_config,
     onestage_config,
     restore_config,
@@ -49,7 +46,6 @@ from camnet_cli.model import (
 from camnet_cli.weights import WeightsError, load_weights, save_named
 
 STAGES = ("restore", "enhance", "joint", "onestage")
-_CHECKPOINT_FORMAT = "camnet-checkpoint/1"
 
 
 class TrainError(Exception):
@@ -93,6 +89,11 @@ class TrainConfig:
     expert: str = "C"  # FiveK: whose retouching
     exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
     scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
+
+    @property
+    def data(self) -> DataConfig:
+        """The settings the data modules read."""
+        return DataConfig(self.dataset, self.data_root, self.patch_size, self.seed, self.enhance_gt, self.expert, self.exposure, self.scale)
 
     @property
     def base_lr(self) -> float:
@@ -148,13 +149,13 @@ def _initial_net(path: str, stage: str) -> nn.Module:
         return load_weights(path, stage)[0]
     except WeightsError as error:
         try:
-            header, tensors = load_checkpoint(Path(path))
-        except TrainError:
+            header, tensors = checkpoint.load(Path(path))
+        except checkpoint.CheckpointError:
             raise error from None
     if stage not in json.loads(header["nets"]):
         article = "an" if stage[0] in "aeiou" else "a"
         raise TrainError(f"{path}: a checkpoint without {article} {stage} network")
-    return _checkpoint_net(header, tensors, stage)
+    return checkpoint.network(header, tensors, stage)
 
 
 def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
@@ -166,7 +167,7 @@ def _networks(cfg: TrainConfig) -> dict[str, nn.Module]:
     if cfg.stage == "onestage":
         nets["onestage"] = _initial_net(cfg.restore_init, "onestage") if cfg.restore_init else OneStageNet(onestage_config(cfg.model))
     if cfg.stage == "joint" and not (cfg.restore_init and cfg.enhance_init):
-        raise TrainError("finetune needs --restore and --enhance weights from the first training step")
+        raise TrainError("fine-tuning needs Restore-Net and Enhance-Net weights from the first training step")
     return nets
 
 
@@ -206,123 +207,16 @@ def _stage_loss(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg:
     return loss, terms, (pred, batch["srgb"]), grids
 
 
-# --- checkpoints -----------------------------------------------------------------------------
-
-
-def save_checkpoint(
-    path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer, step: int, best: float,
-    averages: dict[str, nn.Module] | None = None,
-) -> None:
-    """Write a checkpoint atomically: the nets (unwrapped) and their averages, the optimiser, the step and random state."""
-    tensors: dict[str, torch.Tensor] = {}
-    for prefix, group in (("net", nets), ("ema", averages or {})):
-        for name, net in group.items():
-            for k, v in net.state_dict().items():
-                tensors[f"{prefix}.{name}.{k}"] = v.detach().cpu().contiguous()
-    state = optimizer.state_dict()
-    for index, entries in state["state"].items():
-        for k, v in entries.items():
-            tensors[f"optim.{index}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    header = {
-        "format": _CHECKPOINT_FORMAT,
-        "config": json.dumps(dataclasses.asdict(cfg)),
-        "nets": json.dumps({name: config_to_dict(net.config) for name, net in nets.items()}),
-        "param_groups": json.dumps(state["param_groups"]),
-        "step": str(step),
-        "best": repr(best),
-        "camnet_version": __version__,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """A checkpoint's header and tensors. Never unpickles.
-
-    Raises:
-        TrainError: not a camnet checkpoint.
-    """
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for non-safetensors input
-        raise TrainError(f"{path}: not a camnet checkpoint ({type(e).__name__})") from None
-    if header.get("format") != _CHECKPOINT_FORMAT:
-        raise TrainError(f"{path}: not a camnet checkpoint")
-    return header, tensors
-
-
-def _net_state(tensors: dict[str, torch.Tensor], name: str, kind: str = "net") -> dict[str, torch.Tensor]:
-    """The state dict of network ``name`` (``kind`` "net", or "ema" for its average) among a checkpoint's tensors."""
-    prefix = f"{kind}.{name}."
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _average_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    """Network ``name``'s moving average where the run kept one (the weights it validated), else its weights."""
-    return _net_state(tensors, name, "ema") or _net_state(tensors, name)
-
-
-def _checkpoint_net(header: dict[str, str], tensors: dict[str, torch.Tensor], name: str) -> nn.Module:
-    """Network ``name`` of a checkpoint (its moving average, if kept), rebuilt from its config, in float32."""
-    net = build(config_from_dict(json.loads(header["nets"])[name]))
-    net.load_state_dict({k: v.float() for k, v in _average_state(tensors, name).items()})
-    return net
-
-
-def _restore_state(
-    header: dict[str, str], tensors: dict[str, torch.Tensor], nets: dict[str, nn.Module], optimizer: torch.optim.Optimizer,
-    averages: dict[str, nn.Module],
-) -> tuple[int, float]:
-    saved_nets = json.loads(header["nets"])
-    for name, net in nets.items():
-        if name not in saved_nets or config_from_dict(saved_nets[name]) != net.config:
-            raise TrainError(f"the checkpoint's {name} network differs from this run's (different --model or stage?)")
-        net.load_state_dict(_net_state(tensors, name))
-        if name in averages:  # a checkpoint without an average (--ema added on resume) starts it at the weights
-            averages[name].load_state_dict(_average_state(tensors, name))
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, index, key = k.split(".", 2)
-            opt_state.setdefault(int(index), {})[key] = v
-    scales, saved_groups = [g["lr_scale"] for g in optimizer.param_groups], json.loads(header["param_groups"])
-    if len(saved_groups) != len(scales):
-        raise TrainError(f"the checkpoint's optimiser has {len(saved_groups)} parameter groups, this run's {len(scales)} (--skip-lr or --restore-lr given to one run only?)")
-    optimizer.load_state_dict({"state": opt_state, "param_groups": saved_groups})
-    for group, scale in zip(optimizer.param_groups, scales):  # this run's rates, also for checkpoints older than lr_scale
-        group["lr_scale"] = scale
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_states)
-    return int(header["step"]), float(header["best"])
-
-
 # --- the loop --------------------------------------------------------------------------------
 
 
 def _param_groups(nets: dict[str, nn.Module], cfg: TrainConfig) -> list[dict]:
     """The optimiser's groups, each with its rate as a multiple of the schedule's (``lr_scale``).
 
-    Restore-Net's linear path learns at ``--skip-lr`` when given: added to trained weights and
-    fine-tuned at a small rate, its kernels (which must grow from zero to tenths) would barely move.
-    Fine-tuning, Restore-Net learns at ``--restore-lr`` when given (its linear path too, unless
-    ``--skip-lr`` is given): slower than an Enhance-Net whose output layer was just zeroed
-    (``weights/add_base.py``), or not at all (0): held, it gets no gradients and stays out of the
-    optimiser, and a step costs only its forward pass. Groups come in a fixed order, so that a
+    Restore-Net's linear path learns at ``skip_lr`` when given: fine-tuned at a small rate, kernels
+    that start at zero would barely move. Fine-tuning, Restore-Net learns at ``restore_lr`` when given
+    (its linear path too, unless ``skip_lr`` is given): slower than a fresh Enhance-Net, or not at all
+    (0): held, it gets no gradients and stays out of the optimiser, and a step costs only its forward pass. Groups come in a fixed order, so that a
     resumed run with the same options lines up with its checkpoint.
     """
     restore = nets.get("restore")
@@ -353,11 +247,9 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    if cfg.device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
-    return torch.device(cfg.device)
+    """The run's device (``engine.pick_device``); under torchrun each rank takes its local GPU."""
+    device = pick_device(cfg.device)
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
 @torch.no_grad()
@@ -383,16 +275,14 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
     Raises:
         TrainError: bad settings, data or checkpoint (one line for the user).
     """
-    from camnet_cli.data.datasets import make_datasets
-
     if cfg.stage not in STAGES:
         raise TrainError(f"unknown stage {cfg.stage!r}")
     if cfg.patch_size % 32 or cfg.patch_size < 32:
-        raise TrainError(f"--patch-size must be a multiple of 32, got {cfg.patch_size}")
+        raise TrainError(f"patch size {cfg.patch_size}: use a multiple of 32")
     if cfg.base_lr <= 0:
-        raise TrainError(f"--lr {cfg.base_lr}: use a positive rate")
+        raise TrainError(f"learning rate {cfg.base_lr}: use a positive rate")
     if not 0 <= cfg.ema < 1:
-        raise TrainError(f"--ema {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
+        raise TrainError(f"moving-average decay {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
     rank, world, local_rank = _distributed()
     device = _device(cfg, local_rank)
     out = Path(cfg.output)
@@ -402,14 +292,14 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
     optimizer = torch.optim.Adam(_param_groups(nets, cfg), lr=cfg.base_lr, betas=(0.9, 0.99))
     start, best = 0, -math.inf
     if resume is not None:
-        header, tensors = load_checkpoint(resume)
+        header, tensors = checkpoint.load(resume)
         saved = json.loads(header["config"])
         if saved.get("stage") != cfg.stage:
             raise TrainError(f"{resume}: a {saved.get('stage')} checkpoint, not {cfg.stage}")
-        start, best = _restore_state(header, tensors, nets, optimizer, averages)
+        start, best = checkpoint.restore(header, tensors, nets, optimizer, averages)
         for net in [*nets.values(), *averages.values()]:
             net.to(device)
-    train_set, val_set, data_note = make_datasets(cfg)
+    train_set, val_set, data_note = make_datasets(cfg.data)
     perceptual = losses.PerceptualLoss(cfg.perceptual).to(device) if cfg.perceptual else None
     runners: dict[str, nn.Module] = dict(nets)
     if world > 1:
@@ -427,6 +317,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
     )
     val_samples = [val_set[i] for i in range(min(cfg.val_samples, len(val_set)))] if rank == 0 else []
     log = _Log(out, rank == 0, resume is not None)
+    settings = dataclasses.asdict(cfg)
     step, t0 = start, time.perf_counter()
     for step, batch in zip(range(start, cfg.steps), loader):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -447,9 +338,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
                 val = validate(averages or nets, [{k: v for k, v in s.items()} for s in val_samples], cfg, device)
                 if val["psnr"] > best:
                     best = val["psnr"]
-                    save_checkpoint(out / "checkpoints" / "best.safetensors", cfg, nets, optimizer, done, best, averages)
+                    checkpoint.save(out / "checkpoints" / "best.safetensors", settings, nets, optimizer, done, best, averages)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                save_checkpoint(out / "checkpoints" / "last.safetensors", cfg, nets, optimizer, done, best, averages)
+                checkpoint.save(out / "checkpoints" / "last.safetensors", settings, nets, optimizer, done, best, averages)
             progress = Progress(done, cfg.steps, loss.item(), {k: v.item() for k, v in terms.items()}, lr, time.perf_counter() - t0, val)
             log.write(progress)
             if report:
@@ -469,15 +360,13 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
 def export(cfg: TrainConfig, out: Path, training_data: str) -> dict[str, Path]:
     """Write the best checkpoint's networks (the last one's without validation) as weight files."""
     source = out / "checkpoints" / ("best.safetensors" if (out / "checkpoints" / "best.safetensors").exists() else "last.safetensors")
-    header, tensors = load_checkpoint(source)
+    header, tensors = checkpoint.load(source)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.export_dtype]
-    from camnet_cli.data.datasets import dataset_noise_range
-
-    noise_range = dataset_noise_range(cfg)
+    noise_range = dataset_noise_range(cfg.dataset)
     files: dict[str, Path] = {}
     for name in json.loads(header["nets"]):
         extra = {"trained_steps": header["step"], "best_val_psnr": header["best"]}
-        net = _checkpoint_net(header, tensors, name)
+        net = checkpoint.network(header, tensors, name)
         files[name] = save_named(out, net, cfg.name, training_data=training_data, noise_range=noise_range, dtype=dtype, extra=extra)
     return files
 

@@ -94,7 +94,7 @@ def test_ground_truths_stay_aligned_through_phase_crop_orientation_and_augmentat
     _raw_with_marker(burst / "merged.dng", cfa_offset=offset, orientation=orientation)
     # The final rendition is stored upright, as a camera or editor exports it: its own picture of the scene.
     xyz = real.libraw_xyz(burst / "merged.dng").astype(np.float32) / 65535
-    from camnet_cli.pipeline import upright
+    from camnet_cli.raw import upright
 
     final = upright(np.repeat(xyz[..., 1:2], 3, axis=2), orientation)
     Image.fromarray((final / final.max() * 255).astype(np.uint8)).save(burst / "final.jpg", quality=98)

@@ -17,12 +17,16 @@ import tifffile
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
+from camnet_cli import metrics
 from camnet_cli.cli import app
 from camnet_cli.dng import DngMetadata
-from camnet_cli.tiling import psnr
 from tests.conftest import METADATA_ONLY, REPO, synthetic_raw, write_synthetic_dng
 
 runner = CliRunner()
+
+
+def _psnr(a, b):
+    return metrics.psnr(a, b).item()
 
 
 def _run(*args):
@@ -168,7 +172,7 @@ def test_tiled_and_whole_agree(tmp_path, monkeypatch):
     whole = tifffile.imread(tmp_path / "t0" / "big.tif").astype(np.float64) / 65535
     tiled = tifffile.imread(tmp_path / "t256" / "big.tif").astype(np.float64) / 65535
     assert 0.05 < whole.std() and 0.01 < whole.mean() < 0.99 and (whole == 0).mean() < 0.1  # a real image, not clipped
-    assert psnr(torch.from_numpy(tiled), torch.from_numpy(whole)) >= 45
+    assert _psnr(torch.from_numpy(tiled), torch.from_numpy(whole)) >= 45
 
 
 def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
@@ -238,13 +242,13 @@ def _all_complete(folder):
 def test_sigkill_mid_batch_leaves_no_partial_file(tiny_weights, batch, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "CAMNET_WEIGHTS": str(tiny_weights)}
-    proc = _spawn([*batch, "-o", out, "--format", "png", "--bits", "16", "-j", "2"], env)
-    assert _wait_for(out, "*.png", proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    killed = subprocess.run([sys.executable, "-m", "tests.kill_after", "write", "3", "develop", *map(str, batch), "-o", str(out), "--format", "png",
+                             "--bits", "16", "-j", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert list(out.glob(".*.tmp"))  # the half-written temporary is there, under its own name
     _all_complete(out)
     finished = {p.name for p in out.glob("*.png")}
-    assert 0 < len(finished) < len(batch)
+    assert len(finished) == 2 < len(batch)
     # A new run finishes the batch, skipping what is done and clearing stale temporaries.
     rerun = subprocess.run([sys.executable, "-m", "camnet_cli", "develop", *map(str, batch), "-o", str(out), "--format", "png", "--bits", "16"],
                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)

@@ -4,21 +4,32 @@ import numpy as np
 import pytest
 import torch
 
-from camnet_cli import color
+from camnet_cli import color, metrics
 from camnet_cli import engine as engine_module
 from camnet_cli.engine import Engine, EngineError, pick_device, pick_precision
 from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, enhance_config, restore_config
-from camnet_cli.tiling import blend_weights, plan_tiles, psnr
+from camnet_cli.pipeline import develop
+from camnet_cli.tiling import blend_weights, plan_tiles
 
 TINY = (8, 16, 16, 16, 16)
 SONY_WB = (2.47, 1.0, 1.53)
 IDENTITY = np.eye(3)
 
 
+def _develop(engine, packed):
+    """(XYZ, sRGB) as tensors, through the development path without the chroma filter."""
+    out = develop(engine, packed, 1e-3, SONY_WB, IDENTITY, chroma=0)
+    return out.xyz, torch.from_numpy(out.srgb).permute(2, 0, 1)
+
+
+def _psnr(a, b):
+    return metrics.psnr(a, b).item()
+
+
 def _relative_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR with the reference's range as peak: random networks do not output [0, 1]."""
     span = float(b.max() - b.min())
-    return psnr(a / span, b / span)
+    return _psnr(a / span, b / span)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +52,8 @@ def test_tiled_equals_untiled_paper_model(paper_nets, packed_1024x1536):
     restore, enhance = paper_nets
     whole = Engine(restore, enhance, device="cpu", precision="fp32", tile=0)
     tiled = Engine(restore, enhance, device="cpu", precision="fp32", tile=256, overlap=64, batch=2)
-    xyz_w, srgb_w = whole.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
-    xyz_t, srgb_t = tiled.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    xyz_w, srgb_w = _develop(whole, packed_1024x1536)
+    xyz_t, srgb_t = _develop(tiled, packed_1024x1536)
     assert tiled.last["restore"].tile == 256 and whole.last["restore"].tile == 0
     assert xyz_t.shape == xyz_w.shape == srgb_t.shape == (3, 1024, 1536)
     assert _relative_psnr(xyz_t, xyz_w) >= 45
@@ -131,9 +142,9 @@ def test_bf16_is_close_to_fp32():
     # Without the plain rendering (EnhanceNetConfig.base): a new network's UNet adds nothing to it.
     restore, enhance = RestoreNet(restore_config("lite")), EnhanceNet(dataclasses.replace(enhance_config("lite"), base=0.0))
     packed = np.random.default_rng(1).random((4, 96, 128)).astype(np.float32) * 0.5
-    _, srgb32 = Engine(restore, enhance, device="cpu", precision="fp32", tile=0).develop(packed, 1e-3, SONY_WB, IDENTITY)
+    _, srgb32 = _develop(Engine(restore, enhance, device="cpu", precision="fp32", tile=0), packed)
     eng = Engine(restore, enhance, device="cpu", precision="bf16", tile=0)
-    _, srgb16 = eng.develop(packed, 1e-3, SONY_WB, IDENTITY)
+    _, srgb16 = _develop(eng, packed)
     assert eng.precision == "bf16" and srgb16.dtype == torch.float32
     assert _relative_psnr(srgb16, srgb32) > 35
 
@@ -156,7 +167,7 @@ def test_device_and_precision_choices():
         pick_device("tpu")
     assert pick_precision("fp16", torch.device("cpu")) == torch.float16
     assert pick_precision("auto", torch.device("cpu")) in (torch.bfloat16, torch.float32)
-    with pytest.raises(EngineError, match="--precision"):
+    with pytest.raises(EngineError, match="unknown precision"):
         pick_precision("int8", torch.device("cpu"))
 
 
@@ -172,12 +183,12 @@ def test_compiled_engine_matches():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bf16_matches_cpu(paper_nets, packed_1024x1536):
     restore, enhance = paper_nets
-    _, cpu = Engine(restore, enhance, device="cpu", precision="fp32", tile=0).develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    _, cpu = _develop(Engine(restore, enhance, device="cpu", precision="fp32", tile=0), packed_1024x1536)
     gpu = Engine(restore, enhance, device="cuda", precision="bf16")
-    _, out = gpu.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    _, out = _develop(gpu, packed_1024x1536)
     assert _relative_psnr(out, cpu) > 35
     tiled = Engine(restore, enhance, device="cuda", precision="bf16", tile=192, batch=4)
-    _, out_tiled = tiled.develop(packed_1024x1536, 1e-3, SONY_WB, IDENTITY)
+    _, out_tiled = _develop(tiled, packed_1024x1536)
     assert _relative_psnr(out_tiled, out) > 40
 
 
@@ -220,7 +231,7 @@ def test_ensemble_averages_symmetric_views():
     assert pair.shape == plain.shape == (3, 96, 128)
     torch.testing.assert_close(pair, (plain + transposed) / 2, rtol=1e-4, atol=1e-5)
     assert (transposed - plain).abs().mean() > 0.05  # the filter is not symmetric: the views differ
-    with pytest.raises(EngineError, match="--ensemble 9"):
+    with pytest.raises(EngineError, match="ensemble of 9 views"):
         Engine(restore, device="cpu", ensemble=9)
 
 
@@ -283,9 +294,10 @@ def test_chroma_noise_reduction_after_enhance_net():
     engine = Engine(restore, enhance, device="cpu", precision="fp32", tile=0)
     profile = synthetic.noise.from_table("SONY", "ILCE-7RM3", 12800)
     sample = synthetic.synthesize(scene(128, 192, seed=6), np.random.default_rng(1), exposure=(0.5, 0.5), profile=profile)
-    xyz = color.camera_to_xyz(engine.restore(sample["packed"], float(sample["omega"])), sample["wb"], sample["cam_to_xyz"])
-    sigma = color.chroma_sigma(float(sample["omega"]))
-    off, on = engine.enhance(xyz), engine.enhance(xyz, sigma)
-    torch.testing.assert_close(on, color.smooth_chroma(off[None], sigma)[0])
-    scores = [metrics.psnr(x.clamp(0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on)]
+    omega = float(sample["omega"])
+    off, on = (develop(engine, sample["packed"], omega, sample["wb"], sample["cam_to_xyz"], chroma=c) for c in (0, None))
+    # "auto" (None) is the filter at the noise level's width, on Enhance-Net's output
+    filtered = color.smooth_chroma(engine.enhance(off.xyz)[None], color.chroma_sigma(omega))[0].clamp(0, 1)
+    torch.testing.assert_close(torch.from_numpy(on.srgb), filtered.permute(1, 2, 0))
+    scores = [metrics.psnr(torch.from_numpy(x.srgb).permute(2, 0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on)]
     assert scores[1] > scores[0] + 0.3, scores

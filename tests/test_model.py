@@ -101,11 +101,7 @@ def test_noise_plane_is_on_a_log_scale():
     x = torch.rand(2, 4, 8, 8)
     plane = RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, torch.tensor([6.1e-6, 5.1e-3]))[:, 4]
     assert plane[0].unique().item() == pytest.approx(-1.21, abs=0.01) and plane[1].unique().item() == pytest.approx(1.71, abs=0.01)
-    legacy = RestoreNet(RestoreNetConfig(channels=TINY, noise_map="omega")).prepare(x, 1e-3)[:, 4]
-    assert legacy.unique().item() == pytest.approx(1e-3)
     assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, 0.0)[:, :4, 1:-1, 1:-1], x)  # omega 0 is finite
-    with pytest.raises(ValueError, match="noise_map"):
-        RestoreNet(RestoreNetConfig(channels=TINY, noise_map="sigma"))
 
 
 def test_global_vector_is_used_and_replaceable():
@@ -146,14 +142,9 @@ def test_training_backward_through_both_stages():
         assert p.grad.abs().sum() > 0, name
 
 
-def test_gamma_choice():
+def test_enhance_net_input_goes_through_the_srgb_curve():
     xyz = torch.full((1, 3, 4, 4), 0.18)
-    srgb_net = EnhanceNet(EnhanceNetConfig(channels=TINY))
-    code_net = EnhanceNet(EnhanceNetConfig(channels=TINY, gamma="2.2"))
-    assert srgb_net.prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.4614, abs=1e-4)  # sRGB curve
-    assert code_net.prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.18 ** (1 / 2.2), abs=1e-4)
-    with pytest.raises(ValueError, match="gamma"):
-        EnhanceNet(EnhanceNetConfig(gamma="log"))
+    assert EnhanceNet(EnhanceNetConfig(channels=TINY)).prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.4614, abs=1e-4)
 
 
 @pytest.mark.parametrize("config", [restore_config("lite"), enhance_config("paper"), RestoreNetConfig(channels=TINY, global_block=False)])
@@ -209,9 +200,11 @@ def test_linear_path_starts_at_zero_and_follows_the_noise_level():
 
 
 def test_linear_path_config():
-    legacy = config_to_dict(RestoreNetConfig(channels=TINY))
-    del legacy["skip"]  # a file written before the field
-    assert config_from_dict(legacy).skip == "none" and RestoreNet(config_from_dict(legacy)).skip is None
+    assert RestoreNet(RestoreNetConfig(channels=TINY, skip="none")).skip is None
+    partial = config_to_dict(RestoreNetConfig(channels=TINY))
+    del partial["skip"]
+    with pytest.raises(ValueError, match="missing config fields.*skip"):
+        config_from_dict(partial)
     with pytest.raises(ValueError, match="skip"):
         RestoreNet(RestoreNetConfig(channels=TINY, skip="bilinear"))
 
@@ -225,7 +218,7 @@ def test_remove_grid_takes_out_a_fixed_two_pixel_pattern_and_little_else():
     """The notch removes a per-position offset whole (borders included: reflection keeps period 2)
     and leaves smooth content, and a photograph-like image, nearly as they were."""
     from camnet_cli import metrics
-    from camnet_cli.model.networks import remove_grid
+    from camnet_cli.color import remove_grid
 
     y, x = torch.meshgrid(torch.linspace(0, 1, 96, dtype=torch.float64), torch.linspace(0, 1, 128, dtype=torch.float64), indexing="ij")
     smooth = torch.stack([0.3 + 0.2 * torch.sin(5 * x + 2 * y), 0.4 + 0.1 * torch.cos(7 * y), 0.2 + 0.3 * x * y])[None]
@@ -245,12 +238,8 @@ def test_remove_grid_takes_out_a_fixed_two_pixel_pattern_and_little_else():
 
 
 def test_enhance_net_notch_config():
-    """New Enhance-Nets have the notch (sigma 2); files written before the field have none; its
-    output is the notched sub-pixel output."""
+    """New Enhance-Nets have the notch (sigma 2); its output is the notched sub-pixel output."""
     assert EnhanceNetConfig().notch == 2.0
-    legacy = config_to_dict(EnhanceNetConfig(channels=TINY))
-    del legacy["notch"]
-    assert config_from_dict(legacy).notch == 0.0
     torch.manual_seed(0)
     plain = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0)).eval()
     notched = EnhanceNet(EnhanceNetConfig(channels=TINY, base=0.0)).eval()
@@ -276,14 +265,10 @@ def _plain_rendering(xyz: torch.Tensor, gain: float) -> torch.Tensor:
 def test_enhance_net_plain_rendering_under_the_unet():
     """New Enhance-Nets develop as the plain rendering (XYZ to sRGB, times 2, clipped, sRGB curve)
     until trained: the UNet's output layer starts at zero and is added to it. With the layer
-    trained, the output is the rendering plus the notched UNet output; files written before the
-    field have no rendering, and a negative gain is refused."""
-    from camnet_cli.model.networks import remove_grid
+    trained, the output is the rendering plus the notched UNet output; a negative gain is refused."""
+    from camnet_cli.color import remove_grid
 
     assert EnhanceNetConfig().base == 2.0
-    legacy = config_to_dict(EnhanceNetConfig(channels=TINY))
-    del legacy["base"]
-    assert config_from_dict(legacy).base == 0.0
     torch.manual_seed(0)
     xyz = torch.rand(1, 3, 64, 64) * 0.7  # some pixels clip after the gain, as highlights do
     xyz[..., :8, :] = 0.0  # and black

@@ -6,6 +6,7 @@ import torch
 
 from camnet_cli import noise
 from camnet_cli.color import pack_bayer
+from camnet_cli.commands import parse_noise
 from camnet_cli.data.unprocess import unprocess
 from tests.conftest import PHOTOS, SONY_XYZ_TO_CAM, lens_blur, scene
 
@@ -69,13 +70,13 @@ def test_a7r3_measurement_matches_published_sibling_model():
 
 @pytest.mark.parametrize("text, shot, read", [("0.002,0.01", 0.002, 0.01), (" 1e-3 , 0 ", 1e-3, 0.0)])
 def test_parse_noise_pair(text, shot, read):
-    p = noise.parse_noise(text)
+    p = parse_noise(text)
     assert (p.shot, p.read, p.source) == (pytest.approx(shot), pytest.approx(read), "user")
 
 
 @pytest.mark.parametrize("omega", OMEGAS)
 def test_parse_noise_omega_splits_like_real_cameras(omega):
-    p = noise.parse_noise(str(omega))
+    p = parse_noise(str(omega))
     assert p.omega == pytest.approx(omega, rel=1e-6)
     assert p.read**2 == pytest.approx(noise.read_variance_for_shot(p.shot), rel=1e-3)
 
@@ -83,7 +84,7 @@ def test_parse_noise_omega_splits_like_real_cameras(omega):
 @pytest.mark.parametrize("text", ["", "abc", "0", "-1", "1,2,3", "-1,0.1", "0,0"])
 def test_parse_noise_rejects(text):
     with pytest.raises(ValueError, match="--noise"):
-        noise.parse_noise(text)
+        parse_noise(text)
 
 
 def _packed_raw(srgb: torch.Tensor, shot: float, read: float, seed: int) -> np.ndarray:

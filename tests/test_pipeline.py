@@ -3,11 +3,13 @@ import pytest
 from PIL import Image, ImageOps
 
 from camnet_cli import color
+from camnet_cli.color import auto_white_balance
+from camnet_cli.commands import parse_chroma, parse_wb
 from camnet_cli.dng import DngMetadata
 from camnet_cli.engine import Engine
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
-from camnet_cli.pipeline import auto_white_balance, develop_frame, parse_chroma, parse_wb, uncrop, upright
-from camnet_cli.raw import Crop, load_frame
+from camnet_cli.pipeline import develop_frame
+from camnet_cli.raw import Crop, load_frame, uncrop, upright
 from tests.conftest import synthetic_raw, write_synthetic_dng
 
 TINY = (8, 16, 16, 16, 16)
@@ -93,8 +95,8 @@ def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_en
     write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(height=64, width=64))
     frame = load_frame(tmp_path / "f.dng")
     seen = []
-    real = tiny_engine.enhance
-    monkeypatch.setattr(tiny_engine, "enhance", lambda xyz, chroma=0.0: seen.append(chroma) or real(xyz, chroma))
+    real = color.smooth_chroma
+    monkeypatch.setattr(color, "smooth_chroma", lambda rgb, sigma: seen.append(sigma) or real(rgb, sigma))
     outs = [develop_frame(tiny_engine, frame, chroma=c).srgb for c in (None, 0.0, 3.0)]
     assert seen == [pytest.approx(color.chroma_sigma(frame.noise.omega)), 0.0, 3.0] and seen[0] > 0
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])

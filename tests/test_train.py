@@ -1,12 +1,12 @@
 """Training as users run it: the CLI in-process, real processes for kill/resume and torchrun."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,10 +15,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from camnet_cli import losses
+from camnet_cli import checkpoint, losses
+from camnet_cli.checkpoint import CheckpointError
 from camnet_cli.cli import app, with_optional_values
 from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, enhance_config, restore_config
-from camnet_cli.train import TrainConfig, TrainError, ema_decay, load_checkpoint, lr_at, save_checkpoint, update_ema
+from camnet_cli.train import TrainConfig, ema_decay, lr_at, update_ema
 from camnet_cli.weights import read_info, save_weights
 from tests.conftest import EXAMPLE_DNG, PHOTOS, REPO, scene
 
@@ -68,15 +69,15 @@ def test_checkpoint_round_trip_and_never_unpickles(tmp_path, monkeypatch):
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.99))
     net(torch.rand(1, 4, 16, 16), 1e-3).mean().backward()
     opt.step()
-    save_checkpoint(tmp_path / "c.safetensors", TrainConfig(stage="restore"), {"restore": net}, opt, 7, 31.5)
+    checkpoint.save(tmp_path / "c.safetensors", dataclasses.asdict(TrainConfig(stage="restore")), {"restore": net}, opt, 7, 31.5)
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
     monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unpickled")))
-    header, tensors = load_checkpoint(tmp_path / "c.safetensors")
+    header, tensors = checkpoint.load(tmp_path / "c.safetensors")
     assert header["step"] == "7" and float(header["best"]) == 31.5
     assert torch.equal(tensors["net.restore.unet.out.weight"], net.unet.out.weight.detach())
     torch.save({"x": 1}, tmp_path / "bad.pt")
-    with pytest.raises(TrainError, match="not a camnet checkpoint"):
-        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="not a camnet checkpoint"):
+        checkpoint.load(tmp_path / "bad.pt")
 
 
 def test_whole_path_through_the_cli(photos, tmp_path, monkeypatch):
@@ -141,14 +142,11 @@ def test_killed_and_resumed_training_continues_the_same_curve(photos, tmp_path):
     whole = _train_process([*args, "-o", tmp_path / "whole"])
     assert whole.wait(300) == 0, whole.stderr.read()
 
-    run = _train_process([*args, "-o", tmp_path / "run"])
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.safetensors"
-    while run.poll() is None and not checkpoint.exists():
-        time.sleep(0.05)
-    run.send_signal(signal.SIGKILL)
-    run.wait(30)
-    step = int(load_checkpoint(checkpoint)[0]["step"])
-    assert 10 <= step < 30
+    killed = subprocess.run([sys.executable, "-m", "tests.kill_after", "step", "15", *map(str, args), "-o", str(tmp_path / "run")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    step = int(checkpoint.load(tmp_path / "run" / "checkpoints" / "last.safetensors")[0]["step"])
+    assert step == 10  # the last checkpoint before the kill
     resumed = _train_process([*args, "-o", tmp_path / "run", "--resume"])  # bare --resume: the last checkpoint
     assert resumed.wait(300) == 0, resumed.stderr.read()
 
@@ -169,7 +167,7 @@ def test_torchrun_two_processes_on_cpu(photos, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     checkpoints = list((tmp_path / "checkpoints").glob("*.safetensors"))
     assert {p.name for p in checkpoints} == {"last.safetensors", "best.safetensors"}
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors")[0]["step"] == "3"
+    assert checkpoint.load(tmp_path / "checkpoints" / "last.safetensors")[0]["step"] == "3"
     assert (tmp_path / "restore-default.safetensors").exists()
 
 
@@ -267,13 +265,13 @@ def test_init_starts_from_given_weights(photos, tmp_path):
     a, b, c = (load_file(tmp_path / r / "restore-default.safetensors") for r in "abc")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
-    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.safetensors")[0]["step"] == "1"
+    assert checkpoint.load(tmp_path / "b" / "checkpoints" / "last.safetensors")[0]["step"] == "1"
     # a training checkpoint works as well: its network, not its optimiser or step
-    checkpoint = tmp_path / "a" / "checkpoints" / "last.safetensors"
-    _cli("train-restore", "--data-root", photos, "-o", tmp_path / "d", "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1", "--lr", "1e-12", "--init", checkpoint, *FAST)
+    saved = tmp_path / "a" / "checkpoints" / "last.safetensors"
+    _cli("train-restore", "--data-root", photos, "-o", tmp_path / "d", "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1", "--lr", "1e-12", "--init", saved, *FAST)
     d = load_file(tmp_path / "d" / "restore-default.safetensors")
     assert all(torch.allclose(a[k], d[k], atol=1e-6) for k in a)
-    result = runner.invoke(app, ["train-enhance", "--data-root", str(photos), "-o", str(tmp_path / "e"), "--steps", "1", "--init", str(checkpoint), *FAST])
+    result = runner.invoke(app, ["train-enhance", "--data-root", str(photos), "-o", str(tmp_path / "e"), "--steps", "1", "--init", str(saved), *FAST])
     assert result.exit_code == 2 and "without an enhance network" in result.stderr
 
 
@@ -293,7 +291,7 @@ def test_scale_sets_the_synthetic_patches_sharpness(tmp_path):
     assert detail((0.125, 0.125)) > 1.5 * detail((1.0, 1.0))
     from camnet_cli.data.datasets import make_datasets
 
-    train_set, _, _ = make_datasets(TrainConfig(stage="restore", data_root=str(tmp_path), patch_size=64, scale=(0.2, 0.3)))
+    train_set, _, _ = make_datasets(TrainConfig(stage="restore", data_root=str(tmp_path), patch_size=64, scale=(0.2, 0.3)).data)
     assert train_set.scale == (0.2, 0.3)
 
 
@@ -304,7 +302,7 @@ def test_skip_lr_moves_the_linear_path_at_its_own_rate(photos, tmp_path):
 
     def path_after(out, *extra):
         _cli("train-restore", "-o", out, *common, *extra)
-        _, tensors = load_checkpoint(out / "checkpoints" / "last.safetensors")
+        _, tensors = checkpoint.load(out / "checkpoints" / "last.safetensors")
         return tensors["net.restore.skip.weight"].abs().max().item()
 
     assert path_after(tmp_path / "own", "--skip-lr", "1e-2") > 5e-3
@@ -324,7 +322,7 @@ def test_restore_lr_sets_restore_nets_rate_in_finetuning(photos, tmp_path):
     def moved(out, *extra):
         _cli("finetune", "--restore", tmp_path / "r.safetensors", "--enhance", tmp_path / "e.safetensors", "--data-root", photos, "-o", out,
              "--steps", "2", "--checkpoint-every", "2", "--validate-every", "2", "--lr", "1e-3", *extra, *FAST[2:])
-        _, tensors = load_checkpoint(out / "checkpoints" / "last.safetensors")
+        _, tensors = checkpoint.load(out / "checkpoints" / "last.safetensors")
         r = max((tensors[f"net.restore.{k}"] - v).abs().max().item() for k, v in start_r.items())
         e = max((tensors[f"net.enhance.{k}"] - v).abs().max().item() for k, v in start_e.items())
         return r, e
@@ -346,7 +344,7 @@ def test_validation_is_the_same_whatever_the_seed(photos, tmp_path):
     def val_psnr(run, *extra):
         _cli("train-restore", "--data-root", photos, "-o", tmp_path / run, "--steps", "1", "--checkpoint-every", "1", "--validate-every", "1",
              "--val-samples", "3", "--lr", "1e-12", *extra, *FAST)
-        assert json.loads(load_checkpoint(tmp_path / run / "checkpoints" / "last.safetensors")[0]["config"])["val_samples"] == 3
+        assert json.loads(checkpoint.load(tmp_path / run / "checkpoints" / "last.safetensors")[0]["config"])["val_samples"] == 3
         with open(tmp_path / run / "metrics.csv") as f:
             return float(list(csv.DictReader(f))[-1]["val_psnr"])
 
@@ -378,14 +376,14 @@ def test_ema_is_validated_exported_and_resumed(photos, tmp_path):
 
     common = ["train-restore", "--data-root", photos, "--checkpoint-every", "2", "--validate-every", "4", "--lr", "1e-3", "--ema", "0.5", *FAST]
     _cli(*common, "--steps", "4", "-o", tmp_path / "whole")
-    _, tensors = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.safetensors")
+    _, tensors = checkpoint.load(tmp_path / "whole" / "checkpoints" / "last.safetensors")
     exported = load_file(tmp_path / "whole" / "restore-default.safetensors")
     key = "unet.out.weight"
     assert torch.equal(exported[key], tensors[f"ema.restore.{key}"].float())
     assert not torch.allclose(tensors[f"ema.restore.{key}"], tensors[f"net.restore.{key}"])
     _cli(*common, "--steps", "2", "-o", tmp_path / "run")
     _cli(*common, "--steps", "4", "-o", tmp_path / "run", "--resume", "last")
-    _, resumed = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    _, resumed = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.safetensors")
     for name in (f"ema.restore.{key}", f"net.restore.{key}"):
         assert torch.allclose(resumed[name], tensors[name], atol=1e-6), name
     result = runner.invoke(app, [str(a) for a in [*common, "--steps", "1", "-o", tmp_path / "bad", "--ema", "1.5"]])

@@ -12,9 +12,9 @@ from rich.table import Table
 
 from camnet_cli.batch import Settings
 from camnet_cli.benchmark import bench_end_to_end, bench_model
-from camnet_cli.commands import EXIT_OK, stderr, stdout, usage_error, warning
+from camnet_cli.commands import EXIT_OK, make_engine, stderr, stdout, usage_error, warning
 from camnet_cli.commands.develop import DEFAULT_STYLE
-from camnet_cli.engine import Engine, EngineError
+from camnet_cli.engine import Engine
 from camnet_cli.inputs import expand_inputs
 from camnet_cli.model import MODEL_SIZES, EnhanceNet, RestoreNet, enhance_config, restore_config
 from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
@@ -51,10 +51,7 @@ def bench(
     width, height = int(match[1]) // 2 * 2, int(match[2]) // 2 * 2
 
     restore, enhance, weights = _nets(style if e2e else None, model)
-    try:
-        engine = Engine(restore, enhance, device=device, precision=precision, tile=tile, compile=compile_)
-    except EngineError as e:
-        raise usage_error(str(e)) from None
+    engine = make_engine(restore, enhance, device=device, precision=precision, tile=tile, compile=compile_)
 
     if not e2e:
         record = bench_model(engine, width, height, iters=iters, warmup=warmup)

@@ -12,13 +12,23 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from camnet_cli import noise
 from camnet_cli.batch import Job, Outcome, Settings, plan_jobs, run_batch, stop_on_interrupt
-from camnet_cli.commands import ENSEMBLE_HELP, EXIT_FAILED, EXIT_OK, error, stderr, stdout, usage_error, warning
-from camnet_cli.engine import Engine, EngineError
+from camnet_cli.commands import (
+    ENSEMBLE_HELP,
+    EXIT_FAILED,
+    EXIT_OK,
+    error,
+    make_engine,
+    parse_chroma,
+    parse_noise,
+    parse_wb,
+    stderr,
+    stdout,
+    usage_error,
+    warning,
+)
 from camnet_cli.export import FORMATS
 from camnet_cli.inputs import expand_inputs
-from camnet_cli.pipeline import parse_chroma, parse_wb
 from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
 
 DEFAULT_STYLE = "natural"
@@ -85,7 +95,7 @@ def develop(
         raise usage_error(f"--bits {bits}: use 8, or 16 with png or tiff")
     try:
         wb_choice = parse_wb(wb)
-        override = noise.parse_noise(noise_level) if noise_level is not None else None
+        override = parse_noise(noise_level) if noise_level is not None else None
         chroma = parse_chroma(chroma_nr)
     except ValueError as e:
         raise usage_error(str(e)) from None
@@ -102,9 +112,9 @@ def develop(
         restore_path = find_weights(restore, "restore") if restore else companion_restore(style_path)
         restore_net, _ = load_weights(restore_path, "restore")
         enhance_net, _ = load_weights(style_path, "enhance")
-        engine = Engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile, ensemble=ensemble)
-    except (WeightsError, EngineError) as e:
+    except WeightsError as e:
         raise usage_error(str(e)) from None
+    engine = make_engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile, ensemble=ensemble)
 
     job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
     settings = Settings(fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs, decode_timeout=decode_timeout)

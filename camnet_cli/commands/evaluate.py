@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from camnet_cli.commands import ENSEMBLE_HELP, EXIT_OK, stdout, usage_error
-from camnet_cli.data.datasets import DATASETS, DatasetError, make_eval_set
-from camnet_cli.engine import Engine, EngineError
-from camnet_cli.evaluate import check_baselines, evaluate, means
-from camnet_cli.pipeline import parse_chroma
+from camnet_cli.commands import ENSEMBLE_HELP, EXIT_OK, make_engine, parse_chroma, stdout, usage_error
+from camnet_cli.data import DATASETS, DatasetError
+from camnet_cli.data.datasets import make_eval_set
+from camnet_cli.evaluate import BASELINES, TWO_STAGE_BASELINES, evaluate, means
 from camnet_cli.weights import WeightsError, companion_restore, load_weights
 
 
@@ -54,10 +53,11 @@ def eval_(
     grid: the 2-pixel pattern's RMS in 8-bit levels, lower is better).
     """
     baselines = tuple(dict.fromkeys(b.strip() for b in baseline.split(","))) if baseline else ()
-    try:
-        check_baselines(baselines, one_stage is not None)  # before any weights are loaded
-    except ValueError as e:
-        raise usage_error(str(e)) from None
+    for name in baselines:  # before any weights are loaded
+        if name not in BASELINES:
+            raise usage_error(f"--baseline {name}: choose from {', '.join(BASELINES)}")
+        if one_stage is not None and name in TWO_STAGE_BASELINES:
+            raise usage_error(f"--baseline {name} needs the two-stage networks (--enhance); a one-stage net has no restoration to render")
     if one_stage is None and enhance is None:
         raise usage_error("give --enhance (and optionally --restore), or --one-stage")
     try:
@@ -77,15 +77,13 @@ def eval_(
         options["exposures"] = exposures
     try:
         if one_stage is not None:
-            net, _ = load_weights(one_stage, "onestage")
-            engine = Engine(net, device=device, precision=precision, ensemble=ensemble)  # type: ignore[arg-type]
+            nets = [load_weights(one_stage, "onestage")[0]]
         else:
-            restore_net, _ = load_weights(restore or companion_restore(enhance), "restore")  # type: ignore[arg-type]
-            enhance_net, _ = load_weights(enhance, "enhance")  # type: ignore[arg-type]
-            engine = Engine(restore_net, enhance_net, device=device, precision=precision, ensemble=ensemble)  # type: ignore[arg-type]
+            nets = [load_weights(restore or companion_restore(enhance), "restore")[0], load_weights(enhance, "enhance")[0]]  # type: ignore[arg-type]
         data = make_eval_set(dataset, data_root, **options)
-    except (WeightsError, EngineError, DatasetError) as e:
+    except (WeightsError, DatasetError) as e:
         raise usage_error(str(e)) from None
+    engine = make_engine(*nets, device=device, precision=precision, ensemble=ensemble)
     results = evaluate(engine, data, one_stage=one_stage is not None, baselines=baselines, limit=limit, chroma=chroma)
     mean = means(results)
     if json_output:

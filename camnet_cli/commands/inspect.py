@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from camnet_cli import noise
-from camnet_cli.commands import EXIT_FAILED, EXIT_OK, error, stdout, usage_error, warning
+from camnet_cli.commands import EXIT_FAILED, EXIT_OK, error, parse_noise, stdout, usage_error, warning
 from camnet_cli.inputs import expand_inputs
 from camnet_cli.raw import Frame, RawError, load_frame
 
@@ -57,7 +56,7 @@ def inspect(
     override = None
     if noise_level is not None:
         try:
-            override = noise.parse_noise(noise_level)
+            override = parse_noise(noise_level)
         except ValueError as e:
             raise usage_error(str(e)) from None
     paths, notes = expand_inputs(files, recursive=recursive)

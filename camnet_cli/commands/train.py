@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from camnet_cli import checkpoint
+from camnet_cli.checkpoint import CheckpointError
 from camnet_cli.commands import EXIT_OK, stderr, usage_error
-from camnet_cli.data.datasets import DATASETS, DatasetError
+from camnet_cli.data import DATASETS, DatasetError
 from camnet_cli.engine import EngineError
 from camnet_cli.model import MODEL_SIZES
 from camnet_cli.train import Progress as StepProgress
@@ -123,7 +125,7 @@ def finetune(
     restore_lr: Annotated[
         float | None,
         typer.Option(
-            help="Learning rate of Restore-Net (default: --lr), e.g. lower than Enhance-Net's when its output layer was just zeroed (weights/add_base.py); 0 holds Restore-Net as it is.",
+            help="Learning rate of Restore-Net (default: --lr), e.g. lower than a fresh Enhance-Net's; 0 holds Restore-Net as it is.",
             min=0.0, rich_help_panel=RUN,
         ),
     ] = None,
@@ -180,13 +182,11 @@ def _run(stage: str, options: dict) -> None:
     first = [0]
     try:
         if resume is not None:
-            from camnet_cli.train import load_checkpoint
-
-            first[0] = int(load_checkpoint(resume)[0]["step"])
+            first[0] = int(checkpoint.load(resume)[0]["step"])
             progress.update(task, completed=first[0])
         with progress:
             files = train(cfg, resume, report)
-    except (TrainError, DatasetError, WeightsError, EngineError) as e:
+    except (TrainError, CheckpointError, DatasetError, WeightsError, EngineError) as e:
         raise usage_error(str(e)) from None
     if rank0:
         for stage_name, path in files.items():

@@ -18,10 +18,32 @@ augmentation and noise in any worker, on any rank, before or after a resume.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+DATASETS = ("synthetic", "sid", "hdrplus", "fivek")
+
+
+class DatasetError(Exception):
+    """The data folder does not hold the dataset asked for; one line for the user."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a training run reads, and how it cuts it into patches."""
+
+    dataset: str = "synthetic"  # one of DATASETS
+    root: str = "."
+    patch_size: int = 512
+    seed: int = 0
+    enhance_gt: str | None = None  # SID: folder of enhancement ground truths
+    expert: str = "C"  # FiveK: whose retouching
+    exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
+    scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
+
 
 # The validation patches' seed: the same whatever the training seed, so that runs with
 # different seeds report comparable validation scores.

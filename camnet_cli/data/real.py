@@ -24,7 +24,6 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import imageio.v3 as iio
 import numpy as np
@@ -33,12 +32,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from camnet_cli import color
-from camnet_cli.data import VALIDATION_SEED, sample_rng, to_tensor_image
-from camnet_cli.data.datasets import DatasetError
-from camnet_cli.raw import RAW_EXTENSIONS, RawError, load_frame
-
-if TYPE_CHECKING:
-    from camnet_cli.train import TrainConfig
+from camnet_cli.data import VALIDATION_SEED, DataConfig, DatasetError, sample_rng, to_tensor_image
+from camnet_cli.raw import RAW_EXTENSIONS, RawError, load_frame, upright
 
 _SID_MAX_RATIO = 300  # SID (Chen et al. 2018) caps the amplification at 300
 _INVERSE_ORIENTATION = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
@@ -95,7 +90,7 @@ def hdrplus_pairs(root: Path) -> list[Pair]:
 
 def fivek_pairs(root: Path, expert: str) -> list[Pair]:
     if expert.upper() not in "ABCDE" or len(expert) != 1:
-        raise DatasetError(f"--expert {expert}: use one of A-E")
+        raise DatasetError(f"expert {expert!r}: FiveK's experts are A-E")
     raws = sorted(p for p in (root / "raw").glob("*") if p.suffix.lower() in RAW_EXTENSIONS)
     pairs = []
     for raw in raws:
@@ -157,8 +152,6 @@ def auto_enhance(xyz: torch.Tensor) -> torch.Tensor:
 
 
 def _upright_inverse(image: np.ndarray, orientation: int) -> np.ndarray:
-    from camnet_cli.pipeline import upright
-
     return upright(image, _INVERSE_ORIENTATION.get(orientation, 1))
 
 
@@ -293,16 +286,18 @@ class PairDataset(Dataset):
         }
 
 
-def make_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, str]:
-    root = Path(cfg.data_root)
-    gt = Path(cfg.enhance_gt) if cfg.enhance_gt else None
+def make_datasets(data: DataConfig) -> tuple[Dataset, Dataset, str]:
+    """Training and validation patches of a real dataset, and a description for weight headers."""
+    root = Path(data.root)
+    gt = Path(data.enhance_gt) if data.enhance_gt else None
     cache = root / ".camnet-cache"
-    train_pairs = pairs_for(cfg.dataset, root, "train", gt, cfg.expert)
-    val_pairs = pairs_for(cfg.dataset, root, "val", gt, cfg.expert)
-    note = f"{cfg.dataset} ({len(train_pairs)} training pairs)"
-    if cfg.dataset == "fivek":
-        note += f", expert {cfg.expert.upper()}"
-    return PairDataset(train_pairs, cache, cfg.patch_size, cfg.seed), PairDataset(val_pairs, cache, cfg.patch_size, VALIDATION_SEED), note
+    train_pairs = pairs_for(data.dataset, root, "train", gt, data.expert)
+    val_pairs = pairs_for(data.dataset, root, "val", gt, data.expert)
+    note = f"{data.dataset} ({len(train_pairs)} training pairs)"
+    if data.dataset == "fivek":
+        note += f", expert {data.expert.upper()}"
+    train = PairDataset(train_pairs, cache, data.patch_size, data.seed)
+    return train, PairDataset(val_pairs, cache, data.patch_size, VALIDATION_SEED), note
 
 
 def make_eval_set(dataset: str, root: Path, enhance_gt: Path | None = None, expert: str = "C") -> Dataset:

@@ -1,0 +1,60 @@
+"""Run the camnet command line and SIGKILL it at a set point, with no timing involved.
+
+    python -m tests.kill_after step N ARGS...   killed right after training step N is reported
+    python -m tests.kill_after write N ARGS...  killed halfway through writing its N-th output file
+
+What a crash or a kill -9 does to a run at that point, every time: the tests then check what it
+left behind and that a new run picks up from there.
+"""
+
+import os
+import signal
+import sys
+
+from camnet_cli import cli, files
+from camnet_cli.commands import train as train_command
+
+
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main(point: str, n: int, argv: list[str]) -> None:
+    if point == "step":
+        real = train_command.train
+
+        def train(cfg, resume=None, report=None):
+            def reported(progress):
+                if report:
+                    report(progress)
+                if progress.step == n:
+                    _kill()
+
+            return real(cfg, resume, reported)
+
+        train_command.train = train
+    elif point == "write":
+        real_write, calls = files.atomic_write, [0]
+
+        def atomic_write(path, write):
+            calls[0] += 1
+            if calls[0] < n:
+                return real_write(path, write)
+
+            def half(tmp):
+                write(tmp)
+                with open(tmp, "r+b") as f:  # the temporary as a kill mid-write leaves it
+                    f.truncate(os.path.getsize(tmp) // 2)
+                _kill()
+
+            return real_write(path, half)
+
+        files.atomic_write = atomic_write
+    else:
+        raise SystemExit(f"unknown point {point!r}")
+    sys.argv = ["camnet", *argv]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
