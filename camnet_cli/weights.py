@@ -15,7 +15,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +23,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from camnet_cli import __version__
+from camnet_cli.files import atomic_write
 from camnet_cli.model import EnhanceNet, OneStageNet, RestoreNet, build, config_from_dict, config_to_dict
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 STAGES = ("restore", "enhance", "onestage")
-_FORMAT = "camnet-weights/1"
+_FORMAT = "camnet-weights/2"  # /1: camnet 0.1, whose configs kept fields for older files
 
 
 class WeightsError(Exception):
@@ -98,17 +98,7 @@ def save_weights(
     tensors = {k: (v.to(dtype) if dtype is not None else v).detach().cpu().contiguous() for k, v in net.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
 def save_named(out_dir: Path | str, net: RestoreNet | EnhanceNet | OneStageNet, name: str, *, extra: dict[str, str] | None = None, **kwargs) -> Path:
@@ -204,7 +194,13 @@ def _read_header(path: Path) -> dict[str, str]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise WeightsError(f"{path}: not a safetensors file") from None
     meta = header.get("__metadata__") or {}
-    if meta.get("format") != _FORMAT or meta.get("stage") not in STAGES or "config" not in meta:
+    found = meta.get("format", "")
+    if found != _FORMAT and found.startswith("camnet-weights/"):
+        raise WeightsError(
+            f"{path}: weight format {found} (camnet {meta.get('camnet_version', '?')}); this camnet reads {_FORMAT}: "
+            "retrain the network, or use the camnet that wrote it"
+        )
+    if found != _FORMAT or meta.get("stage") not in STAGES or "config" not in meta:
         raise WeightsError(f"{path}: a safetensors file, but not camnet weights (no camnet header)")
     return meta
 

@@ -3,7 +3,7 @@
 Usage:
     camnet eval --dataset synthetic --data-root PHOTOS --enhance weights/enhance-natural.safetensors \\
         --baseline libraw,bilinear --json > eval.json
-    python weights/card_tables.py eval.json [MORE.json ...]
+    python tools/card_tables.py eval.json [MORE.json ...]
 
 Every method in the files gets its columns (camnet first); files of the same images add their
 methods to the first's (a baseline scored in a separate run, say).

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Gather the training photographs of the shipped weights into one folder (the model card's
 # `photos/`), from the shared data and the package registries:
-#   weights/gather_photos.sh SHARED_PHOTOS_DIR DEST_DIR
+#   tools/gather_photos.sh SHARED_PHOTOS_DIR DEST_DIR
 # - SHARED_PHOTOS_DIR: ../shared/data/photos (mate_*, plasma_*; GPL-2+)
 # - scikit-image 0.26.0's wheel (PyPI): astronaut, chelsea, coffee, rocket (public domain / CC0)
 # - Debian bookworm's lomiri-wallpapers-16.04 and -20.04 (20.04.0-2): 14 photographs

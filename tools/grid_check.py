@@ -1,6 +1,6 @@
 """Measure the 2-pixel grid a style leaves (``camnet_cli.metrics.phase_pattern``), in 8-bit levels.
 
-Usage: python weights/grid_check.py [--style NAME_OR_PATH] [RAW ...]
+Usage: python tools/grid_check.py [--style NAME_OR_PATH] [RAW ...]
 
 - Flat fields: the style's Enhance-Net on uniform linear colours (grey, a saturated blue, a warm
   and a green tone, each from deep shadow to a light tone): the RMS and the largest of the grid.

@@ -1,6 +1,6 @@
 """Make the model card's sample images: a raw developed by camnet beside LibRaw's default rendering.
 
-Usage: python weights/make_samples.py PATH/TO/sony_ILCE-7RM3_iso3200_DSC2164.ARW
+Usage: python tools/make_samples.py PATH/TO/sony_ILCE-7RM3_iso3200_DSC2164.ARW
 
 Writes weights/samples/<stem>-camnet.jpg, <stem>-libraw.jpg (1296 pixels wide) and a
 1:1 crop of each (<stem>-camnet-crop.jpg, <stem>-libraw-crop.jpg).
@@ -35,7 +35,7 @@ def _small(rgb: np.ndarray) -> np.ndarray:
 
 
 def main(raw_path: str) -> None:
-    out = Path(__file__).with_name("samples")
+    out = Path(__file__).parents[1] / "weights" / "samples"
     out.mkdir(exist_ok=True)
     stem = Path(raw_path).stem
     style = find_weights("natural", "enhance")

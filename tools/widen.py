@@ -1,7 +1,7 @@
 """Double every width of trained Restore-Net or Enhance-Net weights (e.g. ``lite`` -> ``paper``),
 keeping what the network computes.
 
-Usage: python weights/widen.py SRC.safetensors DST.safetensors [SEED]
+Usage: python tools/widen.py SRC.safetensors DST.safetensors [SEED]
 
 Function-preserving widening (Net2WiderNet: Chen, Goodfellow, Shlens, ICLR 2016): every
 feature channel is repeated, so the wider network holds two copies of each; a layer reading

@@ -1,0 +1,96 @@
+"""The research and release tools in tools/, run as their users run them."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from camnet_cli import weights
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
+from camnet_cli.weights import load_weights, read_info, save_weights
+
+TINY = (8, 16, 16, 16, 16)
+SCRIPTS = Path(__file__).parents[1] / "tools"
+
+
+def _script(name: str, *args) -> subprocess.CompletedProcess:
+    """Run one of tools/' scripts."""
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, check=False)
+
+
+def test_pair_script_ships_separate_nets_as_one_style(tmp_path):
+    """tools/pair.py: two separately trained files become restore-NAME and enhance-NAME, fp16,
+    the style naming its restoration so that develop finds the pair."""
+    restore, enhance = RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY))
+    save_weights(tmp_path / "r.safetensors", restore, training_data="tests", noise_range=(1e-4, 1e-2), extra={"trained_steps": "7", "x": "y"})
+    save_weights(tmp_path / "e.safetensors", enhance, style="draft", training_data="tests", extra={"trained_steps": "9"})
+    done = _script("pair.py", tmp_path / "r.safetensors", tmp_path / "e.safetensors", "crisp", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    style = tmp_path / "out" / "enhance-crisp.safetensors"
+    info = read_info(style)
+    assert info.style == "crisp" and info.extra == {"trained_steps": "9", "restore": "crisp"}
+    assert weights.companion_restore(style) == tmp_path / "out" / "restore-crisp.safetensors"
+    loaded, rinfo = load_weights(tmp_path / "out" / "restore-crisp.safetensors", "restore")
+    assert rinfo.style == "" and rinfo.extra == {"trained_steps": "7"} and rinfo.noise_range == (1e-4, 1e-2)
+    for key, value in restore.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value.half().float()), key
+
+
+@pytest.mark.parametrize("stage", ["restore", "enhance"])
+def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_path, stage):
+    """tools/widen.py: every level twice as wide, the same
+    outputs (global block, skips and, for Restore-Net, the linear path included), and the two
+    copies of each channel read by different weights, so that training can pull them apart."""
+    torch.manual_seed(0)
+    old = RestoreNet(RestoreNetConfig(channels=TINY)) if stage == "restore" else EnhanceNet(EnhanceNetConfig(channels=TINY))
+    with torch.no_grad():
+        for p in old.parameters():  # as if trained: no zero biases, linear path or residual branches
+            p.copy_(torch.randn_like(p) * p.std().clamp_min(0.05))
+    old.eval()
+    save_weights(tmp_path / "old.safetensors", old, training_data="tests", noise_range=(1e-4, 1e-2))
+    done = _script("widen.py", tmp_path / "old.safetensors", tmp_path / "new.safetensors", 3)
+    assert done.returncode == 0, done.stderr
+    new, info = load_weights(tmp_path / "new.safetensors", stage)
+    assert new.config == dataclasses.replace(old.config, channels=tuple(2 * c for c in TINY))
+    assert info.noise_range == (1e-4, 1e-2)
+    with torch.no_grad():
+        if stage == "restore":
+            packed, omega = torch.rand(2, 4, 32, 48), torch.tensor([1e-5, 1e-2])
+            want, got = old(packed, omega), new(packed, omega)
+        else:
+            xyz = torch.rand(1, 3, 64, 96)
+            want, got = old(xyz), new(xyz)
+    assert want.std() > 0.01
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    out = new.unet.out.weight
+    halves = out[:, : TINY[0]], out[:, TINY[0] : 2 * TINY[0]]
+    assert not torch.allclose(*halves)
+    torch.testing.assert_close(halves[0] + halves[1], old.unet.out.weight[:, : TINY[0]])
+
+
+def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
+    """tools/grid_check.py: a style whose output layer adds a fixed offset per position of each
+    2x2 block shows that pattern's RMS on flat fields; with the offsets equal, or with the notch
+    (EnhanceNetConfig.notch), it shows none; nor does a new style, the plain rendering alone
+    (EnhanceNetConfig.base)."""
+    save_weights(tmp_path / "base.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY)), training_data="tests", noise_range=(1e-4, 1e-2))
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0))
+    offsets = torch.tensor([0.01, -0.01, 0.0, 0.0])  # per position, as PixelShuffle lays out the 12 planes
+    with torch.no_grad():
+        net.unet.out.weight.zero_()
+        net.unet.out.bias.copy_((0.5 + offsets).repeat(3))
+    save_weights(tmp_path / "grid.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
+    notched = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=2.0, base=0.0))
+    notched.load_state_dict(net.state_dict())
+    save_weights(tmp_path / "notched.safetensors", notched, training_data="tests", noise_range=(1e-4, 1e-2))
+    with torch.no_grad():
+        net.unet.out.bias.fill_(0.5)
+    save_weights(tmp_path / "flat.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
+    for name, expected in (("grid", 255 * (offsets - offsets.mean()).pow(2).mean().sqrt().item()), ("flat", 0.0), ("notched", 0.0), ("base", 0.0)):
+        done = _script("grid_check.py", "--style", tmp_path / f"{name}.safetensors")
+        assert done.returncode == 0, done.stderr
+        rms, largest = (float(done.stdout.split(word)[1].split()[0].rstrip(",")) for word in ("grid RMS", "largest"))
+        assert rms == pytest.approx(expected, abs=0.01) and largest == pytest.approx(expected, abs=0.01)
