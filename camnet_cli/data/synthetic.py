@@ -36,18 +36,12 @@ CAMERA_MATRICES = np.array(
     ]
 )
 # The exposure of a synthetic raw relative to the photo's (log-uniform): half, give or take half a
-# stop. Cameras meter so that the raw keeps about a stop of headroom below their JPEG, which the
-# JPEG engine then brightens; the relation is consistent, so Enhance-Net can learn it. A wide
-# range would make dark scenes and underexposed bright ones indistinguishable (measured: the
-# validation PSNR of Enhance-Net stalls near 20 dB with exposures between 1/4 and 1).
+# stop, as cameras keep about a stop of headroom below their JPEG. A wide range would make dark
+# scenes and underexposed bright ones indistinguishable to Enhance-Net.
 EXPOSURE_RANGE = (0.35, 0.71)
 # The final ground truth follows the raw's exposure, as a camera's JPEG does: the photo's linear
-# light times exposure / RENDER_EXPOSURE (clipped), so the photo itself at exposure 0.5. Its
-# brightness is then a fixed function of the raw, which a developer should be (exposure is the
-# photographer's choice, corrected with an exposure setting, not guessed). With the photo as
-# the target at every exposure, Enhance-Net had to guess the exposure from the content: on
-# held-out raws at 0.35 or 0.71 its final PSNR fell from 29 to 21.5-23 dB, and every further step
-# of training, joint fine-tuning included, fitted that guess to the training photographs.
+# light times exposure / RENDER_EXPOSURE (clipped), so the photo itself at exposure 0.5. A developer's
+# brightness should be a function of the raw, not a guess from the content.
 RENDER_EXPOSURE = 0.5
 # The held-out raws' exposure by default: the one whose final ground truth is the photo itself.
 EVAL_EXPOSURE = RENDER_EXPOSURE

@@ -213,9 +213,8 @@ class RestoreNet(nn.Module):
 
         The planes are padded by one (``color.pad_bayer``: two sensor pixels, the mosaic
         mirrored), so the border pixels are restored from neighbours where a sensor has them;
-        ``finish`` crops the output back. Measured on the held-out photographs (640 pixels
-        wide) with the v4.1 weights: restoration PSNR +0.14 dB at ISO 400, +0.07 dB at ISO 3200,
-        all of it at the border, against the UNet's own reflection of the planes.
+        ``finish`` crops the output back (better at the border than the UNet's own reflection of
+        the planes, which breaks the Bayer phase).
         """
         if packed.dim() != 4 or packed.shape[1] != 4:
             raise ValueError(f"expected packed raw shaped (B, 4, h, w), got {tuple(packed.shape)}")
