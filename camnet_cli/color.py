@@ -119,7 +119,7 @@ def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch.Te
     return torch.einsum("...ij,...jhw->...ihw", m, x)
 
 
-def render_plain(xyz: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+def render_plain(xyz: torch.Tensor, gain: float | torch.Tensor = 1.0) -> torch.Tensor:
     """A plain colorimetric rendering: XYZ clipped to [0, 1], to linear sRGB, times ``gain``, clipped,
     through the sRGB curve. Enhance-Net develops on top of it (EnhanceNetConfig.base).
 

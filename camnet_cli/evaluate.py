@@ -5,6 +5,8 @@ the restoration ground truth, and the whole pipeline (sRGB) against the final gr
 Baselines, scored the same way on the same raws:
 - ``libraw``: LibRaw's classical pipeline (AHD demosaic, camera white balance) into linear XYZ
   and into sRGB;
+- ``denoise``: LibRaw's AHD, then non-local means with its strength from the file's noise level
+  (``denoise_nlm``), rendered by the same Enhance-Net: the classical chain that denoises;
 - ``bilinear``: a plain bilinear demosaic with the file's white balance and colour matrix in
   place of Restore-Net, then the same Enhance-Net: what Restore-Net adds over the textbook
   demosaic, in both stages.
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camnet_cli import color, metrics, pipeline
+from camnet_cli import color, metrics, noise, pipeline
 from camnet_cli.dng import to_dn, write_dng
 from camnet_cli.engine import Engine
 
@@ -33,13 +35,25 @@ class ImageScores:
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
-def score(pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Tensor, srgb: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Restoration (PSNR, SSIM, S-CIELAB in linear XYZ, clipped to [0, 1]) and final (PSNR, SSIM, S-CIELAB, CIEDE2000,
-    and the 2-pixel grid's RMS in 8-bit levels, ``metrics.grid``)."""
+def score(
+    pred_xyz: torch.Tensor | None, pred_srgb: torch.Tensor, xyz: torch.Tensor, srgb: torch.Tensor, gain: float = 1.0
+) -> dict[str, dict[str, float]]:
+    """Scores of one image, by stage.
+
+    - "restore": the restoration in linear XYZ, clipped to [0, 1]: PSNR, SSIM, S-CIELAB;
+    - "restore_curve": the restoration where a viewer sees it, after the tone curve: both XYZ through
+      the plain rendering at the final ground truth's ``gain`` (``color.render_plain``): PSNR, SSIM.
+      In linear light the shadows weigh almost nothing; after the curve they carry most of the
+      visible noise;
+    - "final": the image as developed: PSNR, SSIM, S-CIELAB, CIEDE2000 and the 2-pixel grid's RMS in
+      8-bit levels (``metrics.grid``).
+    """
     out: dict[str, dict[str, float]] = {}
     if pred_xyz is not None:
         a, b = pred_xyz.clamp(0, 1), xyz.clamp(0, 1)
         out["restore"] = {"psnr": metrics.psnr(a, b).item(), "ssim": metrics.ssim(a, b).item(), "scielab": metrics.scielab_xyz(a, b).item()}
+        a, b = color.render_plain(pred_xyz, gain), color.render_plain(xyz, gain)
+        out["restore_curve"] = {"psnr": metrics.psnr(a, b).item(), "ssim": metrics.ssim(a, b).item()}
     a, b = pred_srgb.clamp(0, 1), srgb.clamp(0, 1)
     out["final"] = {
         "psnr": metrics.psnr(a, b).item(),
@@ -64,8 +78,8 @@ def run_camnet(
     return developed.xyz, torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
 
 
-BASELINES = ("libraw", "bilinear", "plain")
-TWO_STAGE_BASELINES = ("bilinear", "plain")  # they render or replace a restoration, which a one-stage net has not
+BASELINES = ("libraw", "denoise", "bilinear", "plain")
+TWO_STAGE_BASELINES = ("denoise", "bilinear", "plain")  # they render or replace a restoration, which a one-stage net has not
 
 
 # Bilinear interpolation of a Bayer mosaic as normalised convolution: each colour's samples
@@ -102,15 +116,15 @@ def run_plain(xyz: torch.Tensor, sample: dict[str, torch.Tensor]) -> tuple[torch
     return xyz, color.render_plain(xyz, float(sample.get("render_gain", 1.0)))
 
 
-def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def run_libraw(sample: dict[str, torch.Tensor], srgb: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(XYZ, sRGB) of a sample's raw developed by LibRaw: written as a DNG, AHD, camera white balance.
 
     No auto-brightening and no rotation, so that both align with the ground truths; a synthetic
     raw's sRGB rendering is brightened by the gain its final ground truth was rendered with
-    (the sample's ``render_gain``, LibRaw's ``bright``), like a camera's JPEG.
+    (the sample's ``render_gain``, LibRaw's ``bright``), like a camera's JPEG. ``srgb``: False
+    for the XYZ alone (sRGB None).
     """
     import rawpy
-
 
     mosaic = color.unpack_bayer(sample["packed"].float())[0].numpy()
     cam_to_xyz = sample["cam_to_xyz"].double().numpy()
@@ -122,7 +136,7 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
         path = Path(tmp) / "raw.dng"
         write_dng(path, to_dn(mosaic, 512, 16383), xyz_to_cam=xyz_to_cam, as_shot_neutral=1 / wb)
         results = []
-        for space in (rawpy.ColorSpace.XYZ, rawpy.ColorSpace.sRGB):
+        for space in (rawpy.ColorSpace.XYZ, rawpy.ColorSpace.sRGB) if srgb else (rawpy.ColorSpace.XYZ,):
             linear = space == rawpy.ColorSpace.XYZ
             bright = 1.0 if linear else gain
             with rawpy.imread(str(path)) as raw:
@@ -131,7 +145,46 @@ def run_libraw(sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
                     output_bps=16, use_camera_wb=True, user_flip=0, demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
                 )
             results.append(torch.from_numpy(img.astype(np.float32) / 65535).permute(2, 0, 1))
-    return results[0], results[1]
+    return results[0], results[1] if srgb else None
+
+
+# The classical chain with a denoiser: LibRaw's AHD, then non-local means (Buades, Coll and Morel,
+# CVPR 2005; scikit-image's) on the image after the sRGB curve, which roughly stabilises shot noise.
+# Its strength is h = NLM_STRENGTH x the noise the file's level predicts there (never the ground
+# truth); the factor was chosen on training photographs (tools/tune_denoise_baseline.py).
+NLM_STRENGTH = 2.8
+
+
+def noise_after_curve(linear: np.ndarray, omega: float) -> float:
+    """The noise's standard deviation after the sRGB curve of a linear image, averaged over its pixels:
+    the curve's slope times sqrt(shot * x + read^2), the level split into shot and read as develop does."""
+    profile = noise.split_omega(max(omega, 1e-12))
+    x = np.clip(linear, 1e-4, 1.0)
+    slope = np.where(x <= 0.0031308, 12.92, 1.055 / 2.4 * x ** (1 / 2.4 - 1))
+    return float(np.mean(slope * np.sqrt(profile.shot * x + profile.read**2)))
+
+
+def denoise_nlm(xyz: torch.Tensor, omega: float, strength: float = NLM_STRENGTH) -> torch.Tensor:
+    """(3, H, W) linear XYZ denoised by non-local means after the sRGB curve, back in linear XYZ."""
+    try:
+        from skimage.restoration import denoise_nl_means
+    except ImportError:
+        raise ValueError("the denoise baseline needs scikit-image (pip install 'camnet[eval]')") from None
+    linear = color.apply_matrix(xyz.double(), color.XYZ_TO_SRGB).clamp(0, 1)
+    curved = color.linear_to_srgb(linear).permute(1, 2, 0).numpy()
+    sigma = noise_after_curve(linear.numpy(), omega)
+    clean = denoise_nl_means(curved, h=strength * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True, channel_axis=-1)
+    back = color.srgb_to_linear(torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1))
+    return color.apply_matrix(back, color.SRGB_TO_XYZ).float()
+
+
+def run_denoise(engine: Engine, sample: dict[str, torch.Tensor], chroma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(XYZ, sRGB) of the classical chain: LibRaw's AHD (``run_libraw``), then ``denoise_nlm``; rendered
+    as camnet's own restoration is, by the same Enhance-Net and chroma filter (``run_camnet``)."""
+    xyz = denoise_nlm(run_libraw(sample, srgb=False)[0], float(sample["omega"]))
+    to_camera = torch.linalg.inv(sample["cam_to_xyz"].double()).float()
+    camera = color.apply_matrix(xyz, to_camera) / sample["wb"].float()[:, None, None]
+    return run_camnet(engine, sample, chroma=chroma, camera=camera)  # type: ignore[return-value]
 
 
 def evaluate(
@@ -147,17 +200,20 @@ def evaluate(
         sample = dataset[i]
         entry = ImageScores(dataset.name(i) if hasattr(dataset, "name") else str(i))
         xyz, srgb = run_camnet(engine, sample, one_stage, chroma)
-        entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"])
+        gain = float(sample.get("render_gain", 1.0))
+        entry.scores["camnet"] = score(xyz, srgb, sample["xyz"], sample["srgb"], gain)
         for name in baselines:
             if name == "libraw":
-                bxyz, bsrgb = run_libraw(sample)
+                bxyz, bsrgb = run_libraw(sample)  # type: ignore[assignment]
+            elif name == "denoise" and engine.enhance_net is not None:
+                bxyz, bsrgb = run_denoise(engine, sample, chroma)
             elif name == "bilinear":
                 bxyz, bsrgb = run_bilinear(engine, sample, chroma)
             elif name == "plain" and xyz is not None:
                 bxyz, bsrgb = run_plain(xyz, sample)
             else:
                 raise ValueError(f"baseline {name!r}: not one of {', '.join(BASELINES)}, or not for a one-stage net")
-            entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"])
+            entry.scores[name] = score(bxyz, bsrgb, sample["xyz"], sample["srgb"], gain)
         results.append(entry)
     return results
 

@@ -1,6 +1,7 @@
 """CameraNet's losses (paper §III-E) and the optional perceptual loss.
 
-Restoration: L1 plus L1 of logs in linear XYZ (Eq. 5); enhancement: L1 in sRGB (Eq. 6);
+Restoration: L1 plus L1 of logs in linear XYZ (Eq. 5), and optionally camnet's L1 after the
+tone curve (``curve_loss``); enhancement: L1 in sRGB (Eq. 6);
 joint fine-tuning: lambda * restoration + (1 - lambda) * enhancement (Eq. 7). camnet adds an
 optional grid term (``grid_loss``) against the sub-pixel output layer's 2-pixel pattern.
 """
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camnet_cli import metrics
+from camnet_cli import color, metrics
 
 # Per-dataset lambda of Eq. 7 (paper §IV-B): restoration matters most in low light.
 LAMBDA = {"fivek": 0.1, "hdrplus": 0.5, "sid": 0.9, "synthetic": 0.5}
@@ -25,6 +26,18 @@ def restore_loss(pred: torch.Tensor, target: torch.Tensor, log_weight: float = 1
     log_pred = torch.log(pred.clamp(min=0) + _LOG_EPS)
     log_target = torch.log(target.clamp(min=0) + _LOG_EPS)
     return F.l1_loss(pred, target) + log_weight * F.l1_loss(log_pred, log_target)
+
+
+def curve_loss(pred: torch.Tensor, target: torch.Tensor, gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """L1 of two XYZ images after the plain rendering (linear sRGB times ``gain``, clipped, the sRGB
+    curve; ``color.render_plain``): the restoration's error as a viewer sees it once the image has a
+    tone curve, where the shadows weigh up to 12.92 times what they weigh in linear light.
+
+    ``gain``: a number, or one per image ((B,) or (B, 1, 1, 1)).
+    """
+    gain = torch.as_tensor(gain, dtype=pred.dtype, device=pred.device)
+    gain = gain.reshape(-1, 1, 1, 1) if gain.dim() else gain
+    return F.l1_loss(color.render_plain(pred, gain), color.render_plain(target, gain))
 
 
 def enhance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

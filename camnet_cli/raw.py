@@ -498,7 +498,7 @@ def _frame_from_libraw(
         # The user asked for another ISO: the calibration at that ISO beats the file's own profile.
         noise_profile = noise.from_table(meta.make, meta.model, meta.iso)
         if noise_profile is None:
-            notes.append(f"no noise calibration for {meta.camera} at ISO {iso_override:g}; --iso has no effect")
+            notes.append(f"no noise calibration for {meta.camera} at ISO {iso_override:g}; the ISO given has no effect on the noise level")
     if noise_profile is None and dng_noise:
         noise_profile = noise.from_dng_noise_profile(dng_noise)
     if noise_profile is None:

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from camnet_cli import checkpoint, color, losses, metrics
-from camnet_cli.data import DataConfig, StepSampler
+from camnet_cli.data import DataConfig, StepSampler, synthetic
 from camnet_cli.data.datasets import make_datasets
 from camnet_cli.data.datasets import noise_range as dataset_noise_range
 from camnet_cli.engine import pick_device
@@ -67,6 +67,7 @@ class TrainConfig:
     lr: float | None = None  # default 1e-4, fine-tuning 1e-5 (paper §IV-B)
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
     log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
+    curve_weight: float = 0.0  # losses.curve_loss added to the restoration loss (0: the paper's alone)
     skip_lr: float | None = None  # Restore-Net's linear path (RestoreNetConfig.skip): its own rate, scheduled alike
     restore_lr: float | None = None  # joint: Restore-Net's own rate, scheduled alike (0: held as it is); default lr
     grid_weight: float = 0.0  # losses.grid_loss on each network's output, added to the paper's loss (0: the paper's alone)
@@ -89,11 +90,12 @@ class TrainConfig:
     expert: str = "C"  # FiveK: whose retouching
     exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
     scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
+    iso_range: tuple[float, float] | None = None  # synthetic: ISO range of the noise (default synthetic.ISO_RANGE)
 
     @property
     def data(self) -> DataConfig:
         """The settings the data modules read."""
-        return DataConfig(self.dataset, self.data_root, self.patch_size, self.seed, self.enhance_gt, self.expert, self.exposure, self.scale)
+        return DataConfig(self.dataset, self.data_root, self.patch_size, self.seed, self.enhance_gt, self.expert, self.exposure, self.scale, self.iso_range)
 
     @property
     def base_lr(self) -> float:
@@ -192,6 +194,9 @@ def _stage_loss(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg:
         camera = nets["restore"](batch["packed"], batch["omega"])
         xyz = color.camera_to_xyz(camera.float(), batch["wb"], batch["cam_to_xyz"])
         terms["restore"] = losses.restore_loss(xyz, batch["xyz"], cfg.log_weight)
+        if cfg.curve_weight > 0:
+            gain = batch.get("render_gain", torch.ones(len(xyz), device=xyz.device))
+            terms["restore"] = terms["restore"] + cfg.curve_weight * losses.curve_loss(xyz, batch["xyz"], gain)
         grids.append((xyz, batch["xyz"]))
     if cfg.stage == "restore":
         return terms["restore"], terms, (xyz, batch["xyz"]), grids
@@ -281,6 +286,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         raise TrainError(f"patch size {cfg.patch_size}: use a multiple of 32")
     if cfg.base_lr <= 0:
         raise TrainError(f"learning rate {cfg.base_lr}: use a positive rate")
+    if cfg.iso_range and not synthetic.ISO_RANGE[0] <= cfg.iso_range[0] <= cfg.iso_range[1]:
+        raise TrainError(f"ISO range {cfg.iso_range[0]:g}-{cfg.iso_range[1]:g}: the synthetic noise starts at ISO {synthetic.ISO_RANGE[0]:g}")
     if not 0 <= cfg.ema < 1:
         raise TrainError(f"moving-average decay {cfg.ema}: use a decay in [0, 1), e.g. 0.999 (0: no moving average)")
     rank, world, local_rank = _distributed()
@@ -362,7 +369,7 @@ def export(cfg: TrainConfig, out: Path, training_data: str) -> dict[str, Path]:
     source = out / "checkpoints" / ("best.safetensors" if (out / "checkpoints" / "best.safetensors").exists() else "last.safetensors")
     header, tensors = checkpoint.load(source)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.export_dtype]
-    noise_range = dataset_noise_range(cfg.dataset)
+    noise_range = dataset_noise_range(cfg.data)
     files: dict[str, Path] = {}
     for name in json.loads(header["nets"]):
         extra = {"trained_steps": header["step"], "best_val_psnr": header["best"]}

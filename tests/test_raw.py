@@ -178,7 +178,7 @@ def test_iso_override_beats_the_dng_profile_and_warns_when_it_cannot(tmp_path):
     write_synthetic_dng(tmp_path / "other.dng", synthetic_raw())
     other = load_frame(tmp_path / "other.dng", iso_override=6400)
     assert other.noise.source == "dng"
-    assert any("--iso has no effect" in w for w in other.warnings)
+    assert any("the ISO given has no effect" in w for w in other.warnings)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ def eval_(
         str | None,
         typer.Option(
             help="Also score baselines on the same raws, comma-separated: 'libraw' (LibRaw's AHD pipeline), "
+            "'denoise' (LibRaw's AHD, then non-local means as strong as the file's noise level calls for, then the same Enhance-Net), "
             "'bilinear' (a bilinear demosaic in place of Restore-Net, then the same Enhance-Net), "
             "'plain' (camnet's restoration through a plain colorimetric rendering instead of Enhance-Net)."
         ),
@@ -36,6 +37,14 @@ def eval_(
             help="Synthetic: the raws' exposure relative to the photos, comma-separated for several "
             "(default 0.5; training draws 0.35 to 0.71). Names then carry the exposure."
         ),
+    ] = None,
+    iso: Annotated[
+        str | None,
+        typer.Option(help="Synthetic: the noise of these a7R III ISO settings, comma-separated (default 400,3200,12800,25600; above 25600 pushed)."),
+    ] = None,
+    noise_levels: Annotated[
+        str | None,
+        typer.Option("--noise-levels", help="Synthetic: noise levels as SHOT:READ pairs, comma-separated (normalised raw units), instead of --iso."),
     ] = None,
     chroma_nr: Annotated[
         str, typer.Option("--chroma-nr", help="Chroma noise reduction after Enhance-Net, as develop's: auto, off or a width in pixels.")
@@ -75,6 +84,23 @@ def eval_(
         if not all(0 < e <= 1 for e in exposures):
             raise usage_error(f"--exposure {exposure}: each must lie in (0, 1]")
         options["exposures"] = exposures
+    if (iso is not None or noise_levels is not None) and dataset != "synthetic":
+        raise usage_error(f"--iso and --noise-levels: only for --dataset synthetic (the {dataset} raws have their own noise)")
+    if iso is not None:
+        try:
+            options["isos"] = tuple(float(v) for v in iso.split(","))
+        except ValueError:
+            raise usage_error(f"--iso {iso}: not numbers separated by commas") from None
+        if not all(100 <= v <= 409600 for v in options["isos"]):
+            raise usage_error(f"--iso {iso}: each from 100 to 409600")
+    if noise_levels is not None:
+        try:
+            pairs = tuple(tuple(float(x) for x in pair.split(":")) for pair in noise_levels.split(","))
+        except ValueError:
+            pairs = ((),)
+        if not all(len(p) == 2 and p[0] >= 0 and p[1] >= 0 and p[0] + p[1] ** 2 > 0 and p[0] < 1 and p[1] < 1 for p in pairs):
+            raise usage_error(f"--noise-levels {noise_levels}: use SHOT:READ pairs, e.g. 2e-4:1.2e-3, each in [0, 1), not both zero")
+        options["noises"] = pairs
     try:
         if one_stage is not None:
             nets = [load_weights(one_stage, "onestage")[0]]
@@ -90,7 +116,7 @@ def eval_(
         stdout.out(json.dumps({"images": [{"name": r.name, **r.scores} for r in results], "mean": mean}), highlight=False)
         raise typer.Exit(EXIT_OK)
     columns = [("restore", "psnr", "R-PSNR"), ("restore", "ssim", "R-SSIM"), ("restore", "scielab", "R-S-CIELAB"),
-               ("final", "psnr", "PSNR"), ("final", "ssim", "SSIM"),
+               ("restore_curve", "psnr", "RC-PSNR"), ("restore_curve", "ssim", "RC-SSIM"), ("final", "psnr", "PSNR"), ("final", "ssim", "SSIM"),
                ("final", "scielab", "S-CIELAB"), ("final", "de2000", "ΔE00"), ("final", "grid", "grid")]
     table = Table(title=f"camnet eval: {dataset}, {len(results)} images", title_justify="left")
     table.add_column("image")

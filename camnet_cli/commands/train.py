@@ -33,6 +33,18 @@ Scale = Annotated[
     str | None,
     typer.Option(help="Synthetic: how much the photos are downscaled before cropping, LO,HI in (0, 1] (default 0.35,1); smaller is sharper.", rich_help_panel=DATA),
 ]
+IsoRange = Annotated[
+    str | None,
+    typer.Option(
+        "--iso-range",
+        help="Synthetic: ISO range of the raws' noise, LO,HI (default 100,25600); above a camera's highest calibrated ISO the noise is pushed, as SID's amplified raws.",
+        rich_help_panel=DATA,
+    ),
+]
+CurveWeight = Annotated[
+    float,
+    typer.Option(help="Weight of a restoration term after the tone curve (L1 of the plain renderings; 0: the paper's loss alone): errors in the shadows as a viewer sees them.", min=0.0, rich_help_panel=RUN),
+]
 Init = Annotated[
     Path | None,
     typer.Option(help="Start from these networks (a weight file, e.g. a shipped one, or a training checkpoint) with a fresh optimiser and schedule.", rich_help_panel=RUN),
@@ -85,10 +97,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.
 
 def train_restore(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
-    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0,
-    seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
+    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0,
+    ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "default", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, init: Init = None,
     device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
     one_stage: Annotated[bool, typer.Option("--one-stage", help="Train the one-stage baseline instead: one UNet from raw to the final sRGB (paper §IV-C).", rich_help_panel=RUN)] = False,
 ) -> None:
@@ -104,7 +116,7 @@ def train_enhance(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0, seed: Seed = 0,
     workers: Workers = 2, output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, init: Init = None,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, init: Init = None,
     perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
@@ -121,7 +133,7 @@ def finetune(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), steps: Steps = 20_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
-    log_weight: LogWeight = 1.0, skip_lr: SkipLr = None,
+    log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, skip_lr: SkipLr = None,
     restore_lr: Annotated[
         float | None,
         typer.Option(
@@ -134,7 +146,7 @@ def finetune(
     resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural",
     export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
-    scale: Scale = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
+    scale: Scale = None, iso_range: IsoRange = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
     """Step 2: fine-tune both networks together on the joint loss (paper Eq. 7).
@@ -152,9 +164,9 @@ def _run(stage: str, options: dict) -> None:
         raise usage_error(f"--dataset {options['dataset']}: use one of {', '.join(DATASETS)}")
     if options["export_dtype"] not in ("fp32", "fp16", "bf16"):
         raise usage_error(f"--export-dtype {options['export_dtype']}: use fp32, fp16 or bf16")
-    for key, top in (("exposure", None), ("scale", 1.0)):
+    for key, top in (("exposure", None), ("scale", 1.0), ("iso_range", None)):
         if options.get(key):
-            options = {**options, key: _range(key, options[key], top)}
+            options = {**options, key: _range(key.replace("_", "-"), options[key], top)}
     if options.get("init") is not None and not Path(options["init"]).is_file():
         raise usage_error(f"--init {options['init']}: no such file")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -43,6 +43,7 @@ class DataConfig:
     expert: str = "C"  # FiveK: whose retouching
     exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
     scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
+    iso_range: tuple[float, float] | None = None  # synthetic: ISO range of the noise (default synthetic.ISO_RANGE)
 
 
 # The validation patches' seed: the same whatever the training seed, so that runs with

@@ -20,8 +20,9 @@ def make_datasets(data: DataConfig) -> tuple[Dataset, Dataset, str]:
     train_photos, val_photos = synthetic.split(photos, "train"), synthetic.split(photos, "val")
     exposure = tuple(data.exposure) if data.exposure else synthetic.EXPOSURE_RANGE
     scale = tuple(data.scale) if data.scale else synthetic.SCALE_RANGE
-    train = synthetic.SyntheticDataset(train_photos, data.patch_size, seed=data.seed, exposure=exposure, scale=scale)
-    val = synthetic.SyntheticDataset(val_photos or train_photos, data.patch_size, seed=VALIDATION_SEED, exposure=exposure, scale=scale)
+    isos = tuple(data.iso_range) if data.iso_range else synthetic.ISO_RANGE
+    train = synthetic.SyntheticDataset(train_photos, data.patch_size, seed=data.seed, exposure=exposure, scale=scale, iso_range=isos)
+    val = synthetic.SyntheticDataset(val_photos or train_photos, data.patch_size, seed=VALIDATION_SEED, exposure=exposure, scale=scale, iso_range=isos)
     note = f"synthetic raws from {len(train_photos)} photographs in {root.name} ({len(val_photos)} held out)"
     return train, val, note
 
@@ -36,6 +37,8 @@ def make_eval_set(dataset: str, root: Path, **options) -> Dataset:
     return synthetic.SyntheticEvalSet(photos, **options)
 
 
-def noise_range(dataset: str) -> tuple[float, float] | None:
+def noise_range(data: DataConfig) -> tuple[float, float] | None:
     """The noise levels the networks saw in training, if the dataset defines them."""
-    return synthetic.noise_range() if dataset == "synthetic" else None
+    if data.dataset != "synthetic":
+        return None
+    return synthetic.noise_range(tuple(data.iso_range) if data.iso_range else synthetic.ISO_RANGE)

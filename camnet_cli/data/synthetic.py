@@ -54,10 +54,23 @@ NOISE_CAMERAS = (("SONY", "ILCE-7SM2"), ("SONY", "ILCE-7RM3"))
 ISO_RANGE = (100.0, 25600.0)
 
 
-def noise_range() -> tuple[float, float]:
+def noise_range(iso_range: tuple[float, float] = ISO_RANGE) -> tuple[float, float]:
     """The lowest and highest noise level omega the synthetic raws can have (for weight headers)."""
-    omegas = [noise.from_table(make, model, iso).omega for make, model in NOISE_CAMERAS for iso in ISO_RANGE]  # type: ignore[union-attr]
+    omegas = [sensor_noise(make, model, iso).omega for make, model in NOISE_CAMERAS for iso in iso_range]
     return min(omegas), max(omegas)
+
+
+def sensor_noise(make: str, model: str, iso: float) -> noise.NoiseProfile:
+    """A calibrated camera's noise at ``iso``; above its highest calibrated ISO, that setting's noise
+    pushed in software (shot and read noise both times iso / top), as SID's amplified raws are."""
+    profile = noise.from_table(make, model, iso)
+    if profile is not None:
+        return profile
+    top = noise.CALIBRATIONS[(make, model)].isos[-1]
+    if iso < top:
+        raise ValueError(f"ISO {iso:g} is below the {make} {model} calibration")
+    base = noise.from_table(make, model, top)
+    return noise.NoiseProfile(base.shot * iso / top, base.read * iso / top, "table")  # type: ignore[union-attr]
 
 
 def find_photos(root: Path) -> list[Path]:
@@ -94,13 +107,14 @@ class SyntheticDataset(Dataset):
         exposure: tuple[float, float] = EXPOSURE_RANGE,
         scale: tuple[float, float] = SCALE_RANGE,
         length: int = 2**31 - 1,
+        iso_range: tuple[float, float] = ISO_RANGE,
     ) -> None:
         if not photos:
             raise ValueError("no photographs to train on")
         if patch % 2 or patch < 16:
             raise ValueError(f"patch size must be even and at least 16, got {patch}")
         self.photos, self.patch, self.seed = list(photos), patch, seed
-        self.exposure, self.scale, self.length = exposure, scale, length
+        self.exposure, self.scale, self.length, self.iso_range = exposure, scale, length, iso_range
         self._cache: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -118,7 +132,7 @@ class SyntheticDataset(Dataset):
         rng = sample_rng(self.seed, index)
         img = self._photo(self.photos[rng.integers(len(self.photos))])
         srgb = _random_patch(img, self.patch, rng, self.scale)
-        return synthesize(srgb, rng, self.exposure)
+        return synthesize(srgb, rng, self.exposure, iso_range=self.iso_range)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -153,10 +167,10 @@ def random_camera(rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, fl
     return xyz_to_cam, (r, 1.0, b)
 
 
-def random_noise(rng: np.random.Generator) -> noise.NoiseProfile:
-    """The calibrated noise of a real sensor at a random ISO (log-uniform over ISO_RANGE)."""
+def random_noise(rng: np.random.Generator, iso_range: tuple[float, float] = ISO_RANGE) -> noise.NoiseProfile:
+    """The calibrated noise of a real sensor at a random ISO (log-uniform over ``iso_range``; ``sensor_noise``)."""
     make, model = NOISE_CAMERAS[rng.integers(len(NOISE_CAMERAS))]
-    return noise.from_table(make, model, _log_uniform(rng, *ISO_RANGE))  # type: ignore[return-value]
+    return sensor_noise(make, model, _log_uniform(rng, *iso_range))
 
 
 def _rendered(srgb: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -167,11 +181,12 @@ def _rendered(srgb: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def synthesize(
-    srgb: torch.Tensor, rng: np.random.Generator, exposure: tuple[float, float] = EXPOSURE_RANGE, profile: noise.NoiseProfile | None = None
+    srgb: torch.Tensor, rng: np.random.Generator, exposure: tuple[float, float] = EXPOSURE_RANGE, profile: noise.NoiseProfile | None = None,
+    iso_range: tuple[float, float] = ISO_RANGE,
 ) -> dict[str, torch.Tensor]:
     """One training sample from an sRGB patch: a random camera, exposure and noise."""
     xyz_to_cam, wb = random_camera(rng)
-    profile = profile or random_noise(rng)
+    profile = profile or random_noise(rng, iso_range)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     gain = _log_uniform(rng, *exposure)
     raw = unprocess(srgb, xyz_to_cam=xyz_to_cam, wb=wb, shot=profile.shot, read=profile.read, exposure=gain, generator=generator)
@@ -190,11 +205,12 @@ def synthesize(
 class SyntheticEvalSet(Dataset):
     """Whole held-out photographs (downscaled to ``max_side``) at fixed noise levels and exposures, for ``eval``.
 
-    Items run over the photographs, then the exposures, then the ISO settings (a7R III table).
-    An item's camera and noise draw depend on its photograph and ISO only, so a photograph at
-    the default exposure is the same raw whatever other exposures the set holds. Names are
-    ``photo@ISO400``, with the exposure between (``photo@exposure0.35@ISO400``) unless it is
-    the default alone.
+    The noise levels are a7R III ISO settings (``isos``; above ISO 25600 pushed, ``sensor_noise``) or,
+    when given, ``noises`` (shot, read) pairs. Items run over the photographs, then the exposures,
+    then the noise levels. An item's camera and noise draw depend on its photograph and level only,
+    so a photograph at the default exposure is the same raw whatever other exposures the set holds.
+    Names are ``photo@ISO400`` (or ``photo@noise0.0002``), with the exposure between
+    (``photo@exposure0.35@ISO400``) unless it is the default alone.
     """
 
     def __init__(
@@ -204,24 +220,29 @@ class SyntheticEvalSet(Dataset):
         max_side: int = 768,
         seed: int = 0,
         exposures: tuple[float, ...] = (EVAL_EXPOSURE,),
+        noises: tuple[tuple[float, float], ...] = (),
     ) -> None:
         if not exposures or not all(0 < e <= 1 for e in exposures):
             raise ValueError(f"exposures must lie in (0, 1], got {exposures}")
-        self.photos, self.isos, self.max_side, self.seed, self.exposures = list(photos), isos, max_side, seed, tuple(exposures)
+        self.photos, self.max_side, self.seed, self.exposures = list(photos), max_side, seed, tuple(exposures)
+        if noises:
+            self.levels = [(f"noise{shot + read**2:.2g}", noise.NoiseProfile(shot, read, "user")) for shot, read in noises]
+        else:
+            self.levels = [(f"ISO{iso:g}", sensor_noise("SONY", "ILCE-7RM3", iso)) for iso in isos]
 
     def __len__(self) -> int:
-        return len(self.photos) * len(self.exposures) * len(self.isos)
+        return len(self.photos) * len(self.exposures) * len(self.levels)
 
     def _item(self, index: int) -> tuple[int, float, int]:
-        """Item ``index`` as (photograph index, exposure, ISO index)."""
-        per_photo = len(self.exposures) * len(self.isos)
+        """Item ``index`` as (photograph index, exposure, level index)."""
+        per_photo = len(self.exposures) * len(self.levels)
         rest = index % per_photo
-        return index // per_photo, self.exposures[rest // len(self.isos)], rest % len(self.isos)
+        return index // per_photo, self.exposures[rest // len(self.levels)], rest % len(self.levels)
 
     def name(self, index: int) -> str:
         p, exposure, i = self._item(index)
         shown = "" if self.exposures == (EVAL_EXPOSURE,) else f"@exposure{exposure:g}"
-        return f"{self.photos[p].stem}{shown}@ISO{self.isos[i]:g}"
+        return f"{self.photos[p].stem}{shown}@{self.levels[i][0]}"
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         p, exposure, i = self._item(index)
@@ -230,5 +251,5 @@ class SyntheticEvalSet(Dataset):
         f = min(1.0, self.max_side / max(h, w))
         nh, nw = int(h * f) // 2 * 2, int(w * f) // 2 * 2
         img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-        rng = sample_rng(self.seed, p * len(self.isos) + i)
-        return synthesize(img, rng, exposure=(exposure, exposure), profile=noise.from_table("SONY", "ILCE-7RM3", self.isos[i]))
+        rng = sample_rng(self.seed, p * len(self.levels) + i)
+        return synthesize(img, rng, exposure=(exposure, exposure), profile=self.levels[i][1])
