@@ -1,5 +1,5 @@
-"""Shared fixtures: synthetic scenes and DNGs made by the tests, and the real files in
-../shared/data when they are present (tests that need them skip otherwise)."""
+"""Shared fixtures and helpers: scenes, DNGs, photographs and tiny networks made by the tests,
+and the real files in ../shared/data when they are present (tests that need them skip otherwise)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import save_file
 
+from camnet_cli import metrics
 from camnet_cli.data.unprocess import SyntheticRaw, unprocess
 from camnet_cli.dng import DngMetadata, to_dn, write_dng
+from camnet_cli.engine import Engine
+from camnet_cli.losses import _VGG19
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig, OneStageNet, OneStageNetConfig, RestoreNet, RestoreNetConfig
+from camnet_cli.pipeline import develop
+from camnet_cli.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CAMNET_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -25,6 +33,7 @@ SONY_XYZ_TO_CAM = np.array(
     [[0.6640, -0.1847, -0.0503], [-0.5238, 1.3010, 0.2474], [-0.0993, 0.1673, 0.6527]]
 )
 
+OMEGAS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]  # noise levels (omega = shot + read**2) the noise tests run at
 
 SYNTHETIC_CAMERA = DngMetadata(make="camnet", model="synthetic", iso=800, exposure_time=0.01)
 
@@ -119,23 +128,90 @@ def write_synthetic_dng(
     return dn
 
 
-TINY_WIDTHS = (8, 16, 16, 16, 16)
+def write_photos(folder: Path, count: int, height: int, width: int) -> Path:
+    """``count`` test scenes saved as 8-bit PNGs p0.png, p1.png, ... in ``folder``: photographs to train and evaluate on."""
+    for i in range(count):
+        img = (scene(height, width, seed=i).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    return folder
 
 
 @pytest.fixture
-def tiny_weights(tmp_path_factory, monkeypatch) -> Path:
-    """Random tiny networks installed as the default style and restoration weights."""
-    from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
-    from camnet_cli.weights import save_weights
+def photo_dir(tmp_path) -> Path:
+    return write_photos(tmp_path, 3, 160, 224)
 
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    save_weights(folder / "restore-default.safetensors", RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
-    save_weights(
-        folder / "enhance-natural.safetensors",
-        EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)),
-        style="natural",
-        extra={"restore": "default"},
-    )
+
+def smooth_packed(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A (4, height, width) packed raw: smooth structure plus noise (a random field would be all texture)."""
+    y, x = np.mgrid[0:height, 0:width] / 512.0
+    base = 0.25 + 0.15 * np.sin(6 * x + 3 * y) * np.cos(4 * y)
+    noise = np.random.default_rng(seed).normal(0, 0.01, (4, height, width)).astype(np.float32)
+    return np.stack([base * g for g in (0.5, 1.0, 1.0, 0.7)]).astype(np.float32) + noise
+
+
+def with_grid(image: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``image`` plus a fixed offset per position of every 2x2 block: offsets (C, 2, 2)."""
+    h, w = image.shape[-2:]
+    return image + offsets.repeat(1, h // 2, w // 2)
+
+
+def write_vgg19(path: Path) -> Path:
+    """A VGG-19 feature stack with random weights, as the safetensors file ``--perceptual`` takes."""
+    g = torch.Generator().manual_seed(0)
+    state, cin, index = {}, 3, 0
+    for spec in _VGG19:
+        if spec == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(int(spec), cin, 3, 3, generator=g) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(int(spec))
+        cin, index = int(spec), index + 2
+    save_file(state, path)
+    return path
+
+
+def develop_tensors(engine: Engine, packed: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(XYZ, sRGB), each (3, H, W), of a packed raw through the development path: the a7R III's
+    white balance, an identity camera matrix, no chroma filter."""
+    out = develop(engine, packed, 1e-3, (2.47, 1.0, 1.53), np.eye(3), chroma=0)
+    return out.xyz, torch.from_numpy(out.srgb).permute(2, 0, 1)
+
+
+def relative_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR with the reference's range as peak: random networks do not output [0, 1]."""
+    span = float(b.max() - b.min())
+    return metrics.psnr(a / span, b / span).item()
+
+
+TINY_WIDTHS = (8, 16, 16, 16, 16)  # channel widths for fast model tests
+
+
+def save_tiny_weights(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """Random tiny networks as weight files in ``folder``, by stage: restore-default, enhance-natural
+    (the style "natural", naming that restoration) and onestage-default."""
+    torch.manual_seed(seed)
+    files = {stage: folder / f"{stage}-{name}.safetensors" for stage, name in (("restore", "default"), ("enhance", "natural"), ("onestage", "default"))}
+    save_weights(files["restore"], RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
+    save_weights(files["enhance"], EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)), style="natural", extra={"restore": "default"})
+    save_weights(files["onestage"], OneStageNet(OneStageNetConfig(channels=TINY_WIDTHS)))
+    return files
+
+
+@pytest.fixture(scope="session")
+def tiny_weight_files(tmp_path_factory) -> dict[str, Path]:
+    """``save_tiny_weights`` once for the session: the files to start training from (``--init``, ``finetune``)."""
+    return save_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def tiny_engine():
+    """An engine with random tiny networks, on the CPU in fp32, untiled."""
+    return Engine(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)), device="cpu", precision="fp32", tile=0)
+
+
+@pytest.fixture
+def tiny_weights(tiny_weight_files, monkeypatch) -> Path:
+    """Random tiny networks installed as the default style and restoration weights."""
+    folder = tiny_weight_files["restore"].parent
     monkeypatch.setenv("CAMNET_WEIGHTS", str(folder))
     return folder

@@ -1,10 +1,11 @@
-"""Run the camnet command line and SIGKILL it at a set point, with no timing involved.
+"""Run the camnet command line and SIGKILL (or interrupt) it at a set point, with no timing involved.
 
-    python -m tests.kill_after step N ARGS...   killed right after training step N is reported
-    python -m tests.kill_after write N ARGS...  killed halfway through writing its N-th output file
+    python -m tests.kill_after step N ARGS...       killed right after training step N is reported
+    python -m tests.kill_after write N ARGS...      killed halfway through writing its N-th output file
+    python -m tests.kill_after interrupt N ARGS...  a Ctrl-C (SIGINT) as it starts writing its N-th output file
 
-What a crash or a kill -9 does to a run at that point, every time: the tests then check what it
-left behind and that a new run picks up from there.
+What a crash, a kill -9 or a Ctrl-C does to a run at that point, every time: the tests then check
+what it left behind and that a new run picks up from there.
 """
 
 import os
@@ -50,6 +51,16 @@ def main(point: str, n: int, argv: list[str]) -> None:
             return real_write(path, half)
 
         files.atomic_write = atomic_write
+    elif point == "interrupt":
+        real_write, calls = files.atomic_write, [0]
+
+        def interrupted_write(path, write):
+            calls[0] += 1
+            if calls[0] == n:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_write(path, write)
+
+        files.atomic_write = interrupted_write
     else:
         raise SystemExit(f"unknown point {point!r}")
     sys.argv = ["camnet", *argv]

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from camnet_cli import color
-from tests.conftest import SONY_XYZ_TO_CAM
+from camnet_cli import color, metrics
+from tests.conftest import SONY_XYZ_TO_CAM, with_grid
 
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])  # XYZ of D65, Y = 1 (CIE 15:2004)
 
@@ -184,3 +184,32 @@ def test_convolve_separable_equals_the_depthwise_convolution():
     k = torch.tensor(taps, dtype=torch.float64)
     want = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), (k[:, None] * k[None, :]).expand(3, 1, 5, 5), groups=3)
     torch.testing.assert_close(color.convolve_separable(x, taps), want)
+
+
+def test_remove_grid_takes_out_a_fixed_two_pixel_pattern_and_little_else():
+    """The notch removes a per-position offset whole (borders included: reflection keeps period 2)
+    and leaves smooth content, and a photograph-like image, nearly as they were."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96, dtype=torch.float64), torch.linspace(0, 1, 128, dtype=torch.float64), indexing="ij")
+    smooth = torch.stack([0.3 + 0.2 * torch.sin(5 * x + 2 * y), 0.4 + 0.1 * torch.cos(7 * y), 0.2 + 0.3 * x * y])[None]
+    # a fixed offset per position of each 2x2 block, as a sub-pixel layer's biases leave it
+    offsets = torch.tensor([[0.02, -0.02], [0.01, -0.01]], dtype=torch.float64) * torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64).view(3, 1, 1)
+    pattern = with_grid(torch.zeros(1, 3, 96, 128, dtype=torch.float64), offsets)
+    assert (color.remove_grid(smooth + pattern, 2.0) - smooth).abs().max().item() < 2e-3  # the pattern's peak: 0.04
+    assert color.remove_grid(pattern, 2.0).abs().max().item() < 1e-4  # of 0.08 (the Gaussian, cut at 3 sigma, leaks a little at pi)
+    assert metrics.psnr(color.remove_grid(smooth, 2.0), smooth).item() > 55
+    # Texture at every frequency (noise low-passed by a 3x3 box, with far more energy near the
+    # Nyquist frequencies than photographs: they changed by 53 dB) loses a little; a wider notch takes more.
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 100, 130, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 3, 1)
+    kept = metrics.psnr(color.remove_grid(texture, 2.0), texture).item()
+    assert kept > 33, kept
+    assert metrics.psnr(color.remove_grid(texture, 0.7), texture).item() < kept  # a wider notch takes more
+    assert color.remove_grid(smooth, 0.0) is smooth
+    tiny = torch.rand(1, 3, 4, 6, dtype=torch.float64)  # smaller than the Gaussian: its radius shrinks
+    assert color.remove_grid(tiny, 2.0).shape == tiny.shape
+
+
+def test_auto_white_balance_neutralises_a_grey_scene():
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(0.1, 0.6, (64, 64)).astype(np.float32)
+    packed = np.stack([grey / 2.2, grey, grey, grey / 1.6])  # a grey world seen by a sensor with weak R and B
+    assert color.auto_white_balance(packed) == pytest.approx((2.2, 1.0, 1.6), rel=1e-4)

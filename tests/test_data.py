@@ -5,8 +5,9 @@ from PIL import Image
 
 from camnet_cli import color
 from camnet_cli.data import StepSampler, real, synthetic
-from camnet_cli.data.datasets import DatasetError
+from camnet_cli.data.datasets import DatasetError, make_datasets
 from camnet_cli.dng import DngMetadata, to_dn, write_dng
+from camnet_cli.train import TrainConfig
 from tests.conftest import SONY_XYZ_TO_CAM, scene
 
 
@@ -16,14 +17,6 @@ def test_step_sampler_ranks_are_disjoint_and_resumable():
     ranks = [list(StepSampler(0, 3, batch=2, rank=r, world=2)) for r in range(2)]
     assert set(ranks[0]).isdisjoint(ranks[1]) and sorted(ranks[0] + ranks[1]) == list(range(12))
     assert list(StepSampler(3, 6, batch=2)) == full[6:]  # a resumed run draws the same samples
-
-
-@pytest.fixture
-def photo_dir(tmp_path):
-    for i in range(3):
-        img = (scene(160, 224, seed=i).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(img).save(tmp_path / f"p{i}.png")
-    return tmp_path
 
 
 def test_synthetic_samples_are_deterministic_and_shaped(photo_dir):
@@ -37,7 +30,7 @@ def test_synthetic_samples_are_deterministic_and_shaped(photo_dir):
     assert lo <= a["omega"].item() <= hi
 
 
-def test_synthetic_raw_and_ground_truth_agree(photo_dir):
+def test_synthetic_raw_and_ground_truth_agree():
     """Noise-free, the raw's planes white-balanced through the matrix are the XYZ ground truth."""
     rng = np.random.default_rng(0)
     srgb = scene(64, 64)
@@ -59,7 +52,7 @@ def test_random_cameras_are_plausible():
         assert wb[1] == 1.0 and 0.8 < wb[0] < 5 and 0.8 < wb[2] < 5
 
 
-def test_synthetic_split_holds_out_photos(photo_dir, tmp_path):
+def test_synthetic_split_holds_out_photos(tmp_path):
     photos = [tmp_path / f"{i}.jpg" for i in range(21)]
     val, train = synthetic.split(photos, "val"), synthetic.split(photos, "train")
     assert len(val) == 3 and set(val).isdisjoint(train) and len(train) == 18
@@ -156,44 +149,12 @@ def test_auto_enhance_brightens_a_dark_frame():
     assert out.shape == (3, 32, 32) and 0.2 < out.mean() < 0.8
 
 
-def test_exposure_range_is_respected(photo_dir):
+def test_exposure_range_is_respected():
     srgb = scene(64, 64)
     for lo, hi in ((0.5, 0.5), (0.1, 0.2)):
         s = synthetic.synthesize(srgb, np.random.default_rng(0), exposure=(lo, hi), profile=synthetic.noise.NoiseProfile(0.0, 0.0, "user"))
         ratio = (s["xyz"][1].mean() / color.apply_matrix(color.srgb_to_linear(srgb), color.SRGB_TO_XYZ)[1].mean()).item()
         assert lo - 1e-4 <= ratio <= hi + 1e-4
-
-
-def test_bilinear_baseline_is_the_textbook_demosaic():
-    """Exact inside on any linear ramp (each missing sample the mean of symmetric neighbours),
-    samples kept where the mosaic has them, flat fields exact up to the borders."""
-    from camnet_cli.evaluate import bilinear_demosaic
-
-    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(20.0), indexing="ij")
-    rgb = torch.stack([0.01 * xx + 0.02 * yy, 0.03 * xx - 0.01 * yy + 0.5, 0.5 - 0.02 * xx + 0.005 * yy])
-    packed = color.pack_bayer(color.mosaic(rgb))
-    out = bilinear_demosaic(packed)
-    assert out.shape == rgb.shape and (out - rgb)[:, 1:-1, 1:-1].abs().max() < 1e-6
-    assert torch.equal(out[0, 0::2, 0::2], rgb[0, 0::2, 0::2]) and torch.equal(out[2, 1::2, 1::2], rgb[2, 1::2, 1::2])
-    assert torch.equal(out[1, 0::2, 1::2], rgb[1, 0::2, 1::2])
-    assert torch.allclose(bilinear_demosaic(torch.full((4, 5, 7), 0.3)), torch.tensor(0.3))
-    checker = torch.zeros(4, 8, 8)
-    checker[1] = checker[2] = 1.0  # green on, red and blue off: every green estimate is 1
-    assert torch.equal(bilinear_demosaic(checker)[1], torch.ones(16, 16))
-
-
-@pytest.mark.parametrize("exposure", [0.5, 0.25])
-def test_libraw_baseline_is_fair_at_low_noise(photo_dir, exposure):
-    """LibRaw's AHD pipeline, with the final ground truth's fixed gain, reproduces a held-out photo
-    at ISO 100, at the render exposure and darker: the baseline compares like with like
-    (alignment, colour matrix, white balance, brightness)."""
-    from camnet_cli.evaluate import run_libraw, score
-
-    ds = synthetic.SyntheticEvalSet(synthetic.find_photos(photo_dir)[:1], isos=(100,), max_side=256, exposures=(exposure,))
-    sample = ds[0]
-    xyz, srgb = run_libraw(sample)
-    scores = score(xyz, srgb, sample["xyz"], sample["srgb"])
-    assert scores["restore"]["psnr"] > 40 and scores["final"]["psnr"] > 30
 
 
 def test_eval_set_at_several_exposures(photo_dir):
@@ -218,7 +179,7 @@ def test_eval_set_at_several_exposures(photo_dir):
         synthetic.SyntheticEvalSet(photos, exposures=(0.0,))
 
 
-def test_final_ground_truth_follows_the_exposure_like_a_cameras_jpeg(photo_dir):
+def test_final_ground_truth_follows_the_exposure_like_a_cameras_jpeg():
     """At the render exposure (0.5) the final ground truth is the photo itself; brighter raws
     get a brighter one, clipped, darker raws a darker one: a fixed function of the raw."""
     srgb = scene(64, 64)
@@ -228,3 +189,32 @@ def test_final_ground_truth_follows_the_exposure_like_a_cameras_jpeg(photo_dir):
     torch.testing.assert_close(color.srgb_to_linear(at[0.25]["srgb"]), color.srgb_to_linear(srgb) / 2, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(color.srgb_to_linear(at[1.0]["srgb"]), (color.srgb_to_linear(srgb) * 2).clamp(0, 1), rtol=1e-4, atol=1e-5)
     assert all(s["render_gain"].item() == pytest.approx(1 / synthetic.RENDER_EXPOSURE) for s in at.values())
+
+
+def test_scale_sets_the_synthetic_patches_sharpness(tmp_path):
+    """--scale reaches the synthetic dataset: strong downscaling gives patches with more fine detail."""
+    img = (scene(512, 512, seed=3).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img[::-1]).save(tmp_path / "b.png")
+
+    def detail(scale):
+        data = synthetic.SyntheticDataset([tmp_path / "a.png"], 64, seed=0, scale=scale)
+        x = torch.stack([data[i]["srgb"] for i in range(8)])
+        return (x[..., 1:] - x[..., :-1]).abs().mean().item()
+
+    assert detail((0.125, 0.125)) > 1.5 * detail((1.0, 1.0))
+    train_set, _, _ = make_datasets(TrainConfig(stage="restore", data_root=str(tmp_path), patch_size=64, scale=(0.2, 0.3)).data)
+    assert train_set.scale == (0.2, 0.3)
+
+
+def test_noise_above_the_top_iso_is_pushed():
+    """Above a camera's highest calibrated ISO the noise is that setting's, amplified: shot and read
+    both times the ISO ratio (SID's amplified raws); below its lowest there is none to take."""
+    top = synthetic.sensor_noise("SONY", "ILCE-7RM3", 25600)
+    pushed = synthetic.sensor_noise("SONY", "ILCE-7RM3", 102400)
+    assert pushed.shot == pytest.approx(4 * top.shot) and pushed.read == pytest.approx(4 * top.read)
+    assert synthetic.sensor_noise("SONY", "ILCE-7RM3", 3200) == synthetic.noise.from_table("SONY", "ILCE-7RM3", 3200)
+    with pytest.raises(ValueError, match="below"):
+        synthetic.sensor_noise("SONY", "ILCE-7RM3", 50)
+    assert synthetic.noise_range((100, 102400))[1] == pytest.approx(pushed.omega)
+

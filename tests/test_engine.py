@@ -7,96 +7,9 @@ import torch
 from camnet_cli import color, metrics
 from camnet_cli import engine as engine_module
 from camnet_cli.engine import Engine, EngineError, pick_device, pick_precision
-from camnet_cli.model import EnhanceNet, RestoreNet, RestoreNetConfig, enhance_config, restore_config
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig, enhance_config, restore_config
 from camnet_cli.pipeline import develop
-from camnet_cli.tiling import blend_weights, plan_tiles
-
-TINY = (8, 16, 16, 16, 16)
-SONY_WB = (2.47, 1.0, 1.53)
-IDENTITY = np.eye(3)
-
-
-def _develop(engine, packed):
-    """(XYZ, sRGB) as tensors, through the development path without the chroma filter."""
-    out = develop(engine, packed, 1e-3, SONY_WB, IDENTITY, chroma=0)
-    return out.xyz, torch.from_numpy(out.srgb).permute(2, 0, 1)
-
-
-def _psnr(a, b):
-    return metrics.psnr(a, b).item()
-
-
-def _relative_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR with the reference's range as peak: random networks do not output [0, 1]."""
-    span = float(b.max() - b.min())
-    return _psnr(a / span, b / span)
-
-
-@pytest.fixture(scope="module")
-def paper_nets():
-    torch.manual_seed(0)
-    return RestoreNet(restore_config("paper")), EnhanceNet(enhance_config("paper"))
-
-
-@pytest.fixture(scope="module")
-def packed_1024x1536():
-    rng = np.random.default_rng(0)
-    # Smooth structure plus noise, like a raw: a random field would be all texture.
-    y, x = np.mgrid[0:512, 0:768] / 512.0
-    base = 0.25 + 0.15 * np.sin(6 * x + 3 * y) * np.cos(4 * y)
-    return np.stack([base * g for g in (0.5, 1.0, 1.0, 0.7)]).astype(np.float32) + rng.normal(0, 0.01, (4, 512, 768)).astype(np.float32)
-
-
-def test_tiled_equals_untiled_paper_model(paper_nets, packed_1024x1536):
-    """1024x1536 through the random-initialised paper model, whole and in 12 tiles."""
-    restore, enhance = paper_nets
-    whole = Engine(restore, enhance, device="cpu", precision="fp32", tile=0)
-    tiled = Engine(restore, enhance, device="cpu", precision="fp32", tile=256, overlap=64, batch=2)
-    xyz_w, srgb_w = _develop(whole, packed_1024x1536)
-    xyz_t, srgb_t = _develop(tiled, packed_1024x1536)
-    assert tiled.last["restore"].tile == 256 and whole.last["restore"].tile == 0
-    assert xyz_t.shape == xyz_w.shape == srgb_t.shape == (3, 1024, 1536)
-    assert _relative_psnr(xyz_t, xyz_w) >= 45
-    assert _relative_psnr(srgb_t, srgb_w) >= 45
-
-    # No seams: along no row or column (tile borders included) does the tiled image differ by
-    # as much as one 8-bit level on average (the worst measured: a quarter of one).
-    for tiled_img, whole_img in ((xyz_t, xyz_w), (srgb_t, srgb_w)):
-        diff = (tiled_img - whole_img).abs().mean(dim=0)
-        span = float(whole_img.max() - whole_img.min())
-        for profile in (diff.mean(dim=0), diff.mean(dim=1)):
-            assert profile.max() < span / 255
-
-
-def test_without_shared_global_vector_tiles_would_jump(paper_nets, packed_1024x1536):
-    """The same tiling with each tile's own global vector is visibly worse: the shared vector matters."""
-    restore, _ = paper_nets
-    x = restore.prepare(torch.from_numpy(packed_1024x1536)[None], 1e-3)
-    with torch.no_grad():
-        whole = restore.unet(x)
-        own = torch.zeros_like(whole)
-        for ty in range(0, 512, 256):
-            for tx in range(0, 768, 256):
-                own[..., ty : ty + 256, tx : tx + 256] = restore.unet(x[..., ty : ty + 256, tx : tx + 256])
-    from camnet_cli.tiling import run_tiled
-
-    shared = run_tiled(restore.unet, x, 256, 64)
-    assert _relative_psnr(shared, whole) > _relative_psnr(own, whole) + 10
-
-
-@pytest.mark.parametrize("h, w, tile, overlap", [(512, 768, 192, 64), (160, 160, 144, 16), (1024, 64, 256, 32), (64, 64, 256, 32)])
-def test_tile_plan_covers_and_partitions(h, w, tile, overlap):
-    tiles = plan_tiles(h, w, tile, overlap, 16)
-    covered = torch.zeros(h, w, dtype=torch.int32)
-    owned = torch.zeros(h, w, dtype=torch.int32)
-    for t in tiles:
-        assert t.y % 16 == 0 and t.x % 16 == 0 and t.size[0] <= tile and t.size[1] <= tile
-        covered[t.y : t.y + t.size[0], t.x : t.x + t.size[1]] = 1
-        top, bottom, left, right = t.own
-        owned[t.y + top : t.y + bottom, t.x + left : t.x + right] += 1
-        weights = blend_weights(t, (h, w), overlap)
-        assert weights.shape == t.size and (weights > 0).all() and weights.max() == 1.0
-    assert covered.all() and (owned == 1).all()
+from tests.conftest import TINY_WIDTHS, develop_tensors, relative_psnr, scene, smooth_packed
 
 
 def test_auto_tile_follows_free_memory(monkeypatch):
@@ -116,7 +29,7 @@ def test_auto_tile_follows_free_memory(monkeypatch):
 
 
 def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
-    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
     eng = Engine(restore, device="cpu", precision="fp32", tile=0, overlap=16)
     unet = eng.restore_net.unet
     real_forward = type(unet).forward
@@ -142,37 +55,43 @@ def test_bf16_is_close_to_fp32():
     # Without the plain rendering (EnhanceNetConfig.base): a new network's UNet adds nothing to it.
     restore, enhance = RestoreNet(restore_config("lite")), EnhanceNet(dataclasses.replace(enhance_config("lite"), base=0.0))
     packed = np.random.default_rng(1).random((4, 96, 128)).astype(np.float32) * 0.5
-    _, srgb32 = _develop(Engine(restore, enhance, device="cpu", precision="fp32", tile=0), packed)
+    _, srgb32 = develop_tensors(Engine(restore, enhance, device="cpu", precision="fp32", tile=0), packed)
     eng = Engine(restore, enhance, device="cpu", precision="bf16", tile=0)
-    _, srgb16 = _develop(eng, packed)
+    _, srgb16 = develop_tensors(eng, packed)
     assert eng.precision == "bf16" and srgb16.dtype == torch.float32
-    assert _relative_psnr(srgb16, srgb32) > 35
+    assert relative_psnr(srgb16, srgb32) > 35
 
 
 def test_engine_leaves_the_callers_networks_alone():
-    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
     before = {k: v.clone() for k, v in restore.state_dict().items()}
     Engine(restore, device="cpu", precision="bf16")
     after = restore.state_dict()
     assert all(after[k].dtype == torch.float32 and torch.equal(after[k], before[k]) for k in before)
 
 
-def test_device_and_precision_choices():
+def test_device_and_precision_choices(monkeypatch):
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    first_available = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pick_device("auto").type == first_available
     if not torch.cuda.is_available():
         with pytest.raises(EngineError, match="no CUDA device"):
             pick_device("cuda")
     with pytest.raises(EngineError):
         pick_device("tpu")
     assert pick_precision("fp16", torch.device("cpu")) == torch.float16
-    assert pick_precision("auto", torch.device("cpu")) in (torch.bfloat16, torch.float32)
+    # auto on a CPU: bf16 only where it has bf16 instructions (emulated bf16 is slower than fp32)
+    monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: False)
+    assert pick_precision("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: True)
+    assert pick_precision("auto", torch.device("cpu")) == (torch.bfloat16 if torch.backends.mkldnn.is_available() else torch.float32)
     with pytest.raises(EngineError, match="unknown precision"):
         pick_precision("int8", torch.device("cpu"))
 
 
 def test_compiled_engine_matches():
-    restore = RestoreNet(RestoreNetConfig(channels=TINY))
+    # Two levels: compiling takes about half as long as for five (on a cold inductor cache).
+    restore = RestoreNet(RestoreNetConfig(channels=(8, 16), dilations=(1, 1)))
     packed = np.random.default_rng(2).random((4, 32, 48)).astype(np.float32)
     plain = Engine(restore, device="cpu", precision="fp32", tile=0).restore(packed, 1e-3)
     compiled = Engine(restore, device="cpu", precision="fp32", tile=0, compile=True).restore(packed, 1e-3)
@@ -181,22 +100,25 @@ def test_compiled_engine_matches():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_bf16_matches_cpu(paper_nets, packed_1024x1536):
-    restore, enhance = paper_nets
-    _, cpu = _develop(Engine(restore, enhance, device="cpu", precision="fp32", tile=0), packed_1024x1536)
+def test_cuda_bf16_matches_cpu():
+    """The paper networks on a 1024x1536 raw, in bf16 on the GPU, whole and tiled, against fp32 on the CPU."""
+    torch.manual_seed(0)
+    restore, enhance = RestoreNet(restore_config("paper")), EnhanceNet(enhance_config("paper"))
+    packed = smooth_packed(512, 768)
+    _, cpu = develop_tensors(Engine(restore, enhance, device="cpu", precision="fp32", tile=0), packed)
     gpu = Engine(restore, enhance, device="cuda", precision="bf16")
-    _, out = _develop(gpu, packed_1024x1536)
-    assert _relative_psnr(out, cpu) > 35
+    _, out = develop_tensors(gpu, packed)
+    assert relative_psnr(out, cpu) > 35
     tiled = Engine(restore, enhance, device="cuda", precision="bf16", tile=192, batch=4)
-    _, out_tiled = _develop(tiled, packed_1024x1536)
-    assert _relative_psnr(out_tiled, out) > 40
+    _, out_tiled = develop_tensors(tiled, packed)
+    assert relative_psnr(out_tiled, out) > 40
 
 
 def test_linear_path_through_the_engine_tiled_and_in_half_precision():
     """With a trained (non-zero) linear path the engine gives the network's own output, whole or
     in tiles; in bf16 the path stays float32, so it loses no precision."""
     torch.manual_seed(3)
-    restore = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
     with torch.no_grad():
         restore.skip.weight.normal_(0, 0.2)
     packed = np.random.default_rng(3).random((4, 96, 128)).astype(np.float32)
@@ -205,7 +127,7 @@ def test_linear_path_through_the_engine_tiled_and_in_half_precision():
     whole = Engine(restore, device="cpu", precision="fp32", tile=0).restore(packed, 1e-3)
     tiled = Engine(restore, device="cpu", precision="fp32", tile=64, overlap=16).restore(packed, 1e-3)
     torch.testing.assert_close(whole, want, rtol=1e-4, atol=1e-5)
-    assert _relative_psnr(tiled, want) > 45
+    assert relative_psnr(tiled, want) > 45
     half = Engine(restore, device="cpu", precision="bf16", tile=0)
     assert half.restore_net.skip.weight.dtype == torch.float32
     x = restore.prepare(torch.from_numpy(packed)[None], 1e-3)
@@ -218,7 +140,7 @@ def test_ensemble_averages_symmetric_views():
     silenced so that the net is its linear path, a local filter, which sees the same pixels
     in a view as in the image transposed by hand."""
     torch.manual_seed(0)
-    restore = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
     with torch.no_grad():
         restore.unet.out.weight.zero_()
         restore.unet.out.bias.zero_()
@@ -238,10 +160,8 @@ def test_ensemble_averages_symmetric_views():
 def test_ensemble_restores_a_noisy_raw_better_with_the_shipped_weights():
     """The point of it: with the shipped Restore-Net, eight views leave less error than one on a
     held-out-like raw at ISO 12800 (measured on the held-out photographs: +0.2 dB)."""
-    from camnet_cli import metrics
     from camnet_cli.data import synthetic
     from camnet_cli.weights import SHIPPED_DIR, load_weights
-    from tests.conftest import scene
 
     net, _ = load_weights(SHIPPED_DIR / "restore-natural.safetensors", "restore")
     profile = synthetic.noise.from_table("SONY", "ILCE-7RM3", 12800)
@@ -257,13 +177,10 @@ def test_ensemble_restores_a_noisy_raw_better_with_the_shipped_weights():
 def test_engine_enhance_applies_the_notch_whole_or_in_tiles():
     """Engine.enhance gives the Enhance-Net's own output, its notch included (on the whole image
     after the tiles are joined), so a per-position offset of the output layer leaves no grid."""
-    from camnet_cli import metrics
-    from camnet_cli.model import EnhanceNetConfig
-
     torch.manual_seed(4)
     nets = {}
     for notch in (0.0, 2.0):
-        nets[notch] = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=notch)).eval()
+        nets[notch] = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, notch=notch)).eval()
         if notch:
             nets[notch].load_state_dict(nets[0.0].state_dict())
     with torch.no_grad():
@@ -272,22 +189,20 @@ def test_engine_enhance_applies_the_notch_whole_or_in_tiles():
     xyz = torch.rand(3, 192, 256)
     with torch.no_grad():
         want = nets[2.0](xyz[None])[0]
-    whole = Engine(RestoreNet(RestoreNetConfig(channels=TINY)), nets[2.0], device="cpu", precision="fp32", tile=0).enhance(xyz)
-    tiled = Engine(RestoreNet(RestoreNetConfig(channels=TINY)), nets[2.0], device="cpu", precision="fp32", tile=64, overlap=16).enhance(xyz)
-    plain = Engine(RestoreNet(RestoreNetConfig(channels=TINY)), nets[0.0], device="cpu", precision="fp32", tile=0).enhance(xyz)
+    whole = Engine(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), nets[2.0], device="cpu", precision="fp32", tile=0).enhance(xyz)
+    tiled = Engine(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), nets[2.0], device="cpu", precision="fp32", tile=64, overlap=16).enhance(xyz)
+    plain = Engine(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), nets[0.0], device="cpu", precision="fp32", tile=0).enhance(xyz)
     torch.testing.assert_close(whole, want, rtol=1e-4, atol=1e-5)
-    assert _relative_psnr(tiled, want) > 40
-    assert metrics.grid(whole, want).item() < 1e-4 < 0.01 < metrics.grid(plain, want).item()
+    assert relative_psnr(tiled, want) > 40
+    assert metrics.grid(whole, want).item() < 1e-4 and metrics.grid(plain, want).item() > 0.01
 
 
 def test_chroma_noise_reduction_after_enhance_net():
     """Engine.enhance(xyz, sigma) is Enhance-Net's output through color.smooth_chroma, and with the
     shipped pair and develop's automatic width it leaves less error than without on a noisy raw at
     ISO 12800 (measured on the held-out photographs: +1.4 dB)."""
-    from camnet_cli import metrics
     from camnet_cli.data import synthetic
     from camnet_cli.weights import SHIPPED_DIR, load_weights
-    from tests.conftest import scene
 
     restore, _ = load_weights(SHIPPED_DIR / "restore-natural.safetensors", "restore")
     enhance, _ = load_weights(SHIPPED_DIR / "enhance-natural.safetensors", "enhance")

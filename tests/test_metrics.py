@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from camnet_cli import metrics
+from tests.conftest import with_grid
 
 # Sharma, Wu and Dalal, "The CIEDE2000 color-difference formula: implementation notes,
 # supplementary test data, and mathematical observations", Color Res. Appl. 30(1), 2005, Table 1.
@@ -133,12 +134,6 @@ def test_ssim_checks_shapes():
         metrics.ssim(torch.rand(3, 8, 8), torch.rand(3, 8, 8))
 
 
-def _with_grid(image: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """``image`` plus a fixed offset per position of every 2x2 block: offsets (C, 2, 2)."""
-    h, w = image.shape[-2:]
-    return image + offsets.repeat(1, h // 2, w // 2)
-
-
 def test_grid_measures_a_two_pixel_pattern_and_nothing_else():
     """A fixed per-position offset is measured as its RMS (after its mean, which is no grid, is taken
     out); the same offsets on every pixel, smooth changes and noise measure (near) zero."""
@@ -147,8 +142,8 @@ def test_grid_measures_a_two_pixel_pattern_and_nothing_else():
     offsets = torch.tensor([[[0.01, -0.01], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [[0.004, 0.0], [0.0, 0.004]]], dtype=torch.float64)
     centred = offsets - offsets.mean(dim=(1, 2), keepdim=True)
     expected = centred.pow(2).mean().sqrt().item()
-    assert metrics.grid(_with_grid(y, offsets), y).item() == pytest.approx(expected, rel=1e-6)
-    assert metrics.grid(_with_grid(y, offsets + 0.3), y).item() == pytest.approx(expected, rel=1e-6)  # a shift of all four is not a grid
+    assert metrics.grid(with_grid(y, offsets), y).item() == pytest.approx(expected, rel=1e-6)
+    assert metrics.grid(with_grid(y, offsets + 0.3), y).item() == pytest.approx(expected, rel=1e-6)  # a shift of all four is not a grid
     assert metrics.grid(y, y).item() == 0.0
     assert metrics.grid(y + 0.02, y).item() < 1e-12
     ramp = torch.linspace(0, 0.05, 64, dtype=torch.float64)[:, None] + torch.linspace(0, 0.03, 80, dtype=torch.float64)  # a smooth error
@@ -156,24 +151,7 @@ def test_grid_measures_a_two_pixel_pattern_and_nothing_else():
     noise = 0.01 * torch.randn(3, 64, 80, generator=g, dtype=torch.float64)  # 2.4 times the pattern's RMS, but random
     assert metrics.grid(y + noise, y).item() < 0.15 * 0.01  # averaged over 64 blocks a window
     # Batched, and an odd last row and column are left out.
-    batch = torch.stack([_with_grid(y, offsets), y])[..., :63, :79]
+    batch = torch.stack([with_grid(y, offsets), y])[..., :63, :79]
     assert metrics.grid(batch, torch.stack([y, y])[..., :63, :79]).tolist() == pytest.approx([expected, 0.0], abs=2e-3 * expected)
 
 
-def test_grid_loss_pulls_a_pattern_out():
-    """Gradient steps on the grid term alone remove a per-position offset and leave the rest."""
-    from camnet_cli import losses
-
-    y = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    offsets = torch.tensor([0.02, -0.02, 0.01, -0.01]).view(1, 2, 2).expand(3, 2, 2)
-    pred = _with_grid(y[0], offsets)[None].clone().requires_grad_(True)
-    assert losses.grid_loss(y, y).item() == 0.0
-    start = losses.grid_loss(pred, y).item()
-    assert start == pytest.approx(0.015, rel=1e-4)  # mean |offset - mean offset|
-    opt = torch.optim.SGD([pred], lr=2.0)
-    for _ in range(50):
-        opt.zero_grad()
-        losses.grid_loss(pred, y).backward()
-        opt.step()
-    assert losses.grid_loss(pred, y).item() < 0.05 * start
-    assert (pred.detach() - y).mean().abs().item() < 1e-3  # the mean level is left alone

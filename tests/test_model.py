@@ -17,8 +17,7 @@ from camnet_cli.model import (
     enhance_config,
     restore_config,
 )
-
-TINY = (8, 16, 16, 16, 16)  # widths for fast tests
+from tests.conftest import TINY_WIDTHS
 
 
 def _params(net: torch.nn.Module) -> int:
@@ -74,8 +73,8 @@ def test_every_preset_runs_without_nans(size):
 
 @pytest.mark.parametrize("hw", [(37, 53), (16, 16), (5, 7), (1, 1), (145, 33)])
 def test_any_size_is_padded_and_cropped_back(hw):
-    restore = RestoreNet(RestoreNetConfig(channels=TINY))
-    enhance = EnhanceNet(EnhanceNetConfig(channels=TINY))
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
+    enhance = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS))
     with torch.no_grad():
         rgb = restore(torch.rand(1, 4, *hw), 1e-3)
         srgb = enhance(rgb.clamp(0, 1))
@@ -84,13 +83,13 @@ def test_any_size_is_padded_and_cropped_back(hw):
 
 def test_shape_errors_quote_the_shape():
     with pytest.raises(ValueError, match=r"\(1, 3, 8, 8\)"):
-        RestoreNet(RestoreNetConfig(channels=TINY))(torch.rand(1, 3, 8, 8), 1e-3)
+        RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))(torch.rand(1, 3, 8, 8), 1e-3)
     with pytest.raises(ValueError, match=r"\(1, 3, 9, 8\)"):
-        EnhanceNet(EnhanceNetConfig(channels=TINY))(torch.rand(1, 3, 9, 8))
+        EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS))(torch.rand(1, 3, 9, 8))
 
 
 def test_noise_level_reaches_the_network():
-    restore = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
     x = torch.rand(1, 4, 32, 32)
     with torch.no_grad():
         assert not torch.allclose(restore(x, 1e-4), restore(x, 1e-1))
@@ -99,14 +98,14 @@ def test_noise_level_reaches_the_network():
 def test_noise_plane_is_on_a_log_scale():
     """The noise plane spans about -1.2..1.7 over ISO 100..25600 (omega 6e-6..5e-3), not 1e-5..1e-2."""
     x = torch.rand(2, 4, 8, 8)
-    plane = RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, torch.tensor([6.1e-6, 5.1e-3]))[:, 4]
+    plane = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).prepare(x, torch.tensor([6.1e-6, 5.1e-3]))[:, 4]
     assert plane[0].unique().item() == pytest.approx(-1.21, abs=0.01) and plane[1].unique().item() == pytest.approx(1.71, abs=0.01)
-    assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY)).prepare(x, 0.0)[:, :4, 1:-1, 1:-1], x)  # omega 0 is finite
+    assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).prepare(x, 0.0)[:, :4, 1:-1, 1:-1], x)  # omega 0 is finite
 
 
 def test_global_vector_is_used_and_replaceable():
     """A tile given the whole image's pooled features differs from the tile on its own."""
-    net = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
     x = net.prepare(torch.rand(1, 4, 64, 64), 1e-3)
     with torch.no_grad():
         sums, count = net.unet.pooled(x)
@@ -116,7 +115,7 @@ def test_global_vector_is_used_and_replaceable():
 
 
 def test_no_global_block_option():
-    net = RestoreNet(RestoreNetConfig(channels=TINY, global_block=False))
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, global_block=False))
     assert net.unet.global_fc is None
     assert net(torch.rand(1, 4, 16, 16), 1e-3).shape == (1, 3, 32, 32)
 
@@ -128,7 +127,7 @@ def test_training_backward_through_both_stages():
     EnhanceNetConfig.base), so its body gets no gradient before one update, and a residual
     block's first conv gets none while the block's last conv is still at zero.
     """
-    model = CameraNet(RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY)))
+    model = CameraNet(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)))
     packed = torch.rand(2, 4, 32, 32)
     args = (packed, torch.tensor([1e-3, 1e-2]), torch.tensor([[2.0, 1.0, 1.5]] * 2), torch.eye(3).expand(2, 3, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -144,10 +143,10 @@ def test_training_backward_through_both_stages():
 
 def test_enhance_net_input_goes_through_the_srgb_curve():
     xyz = torch.full((1, 3, 4, 4), 0.18)
-    assert EnhanceNet(EnhanceNetConfig(channels=TINY)).prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.4614, abs=1e-4)
+    assert EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)).prepare(xyz)[0, 0, 0, 0].item() == pytest.approx(0.4614, abs=1e-4)
 
 
-@pytest.mark.parametrize("config", [restore_config("lite"), enhance_config("paper"), RestoreNetConfig(channels=TINY, global_block=False)])
+@pytest.mark.parametrize("config", [restore_config("lite"), enhance_config("paper"), RestoreNetConfig(channels=TINY_WIDTHS, global_block=False)])
 def test_config_round_trip(config):
     data = config_to_dict(config)
     assert config_from_dict(data) == config
@@ -179,7 +178,7 @@ def test_linear_path_starts_at_zero_and_follows_the_noise_level():
     """Restore-Net's linear path: zero at the start (the net is its UNet alone); then each
     image's kernel is W0 + level * W1 for its own noise level; at the edges it sees the mosaic
     mirrored (color.pad_bayer), and the output is cropped back to the input's size."""
-    net = RestoreNet(RestoreNetConfig(channels=TINY)).eval()
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
     assert net.config.skip == "adaptive" and torch.count_nonzero(net.skip.weight) == 0
     packed, omega = torch.rand(2, 4, 16, 16), torch.tensor([1e-5, 1e-2])  # levels -1 and 2
     x = net.prepare(packed, omega)
@@ -200,49 +199,21 @@ def test_linear_path_starts_at_zero_and_follows_the_noise_level():
 
 
 def test_linear_path_config():
-    assert RestoreNet(RestoreNetConfig(channels=TINY, skip="none")).skip is None
-    partial = config_to_dict(RestoreNetConfig(channels=TINY))
+    assert RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, skip="none")).skip is None
+    partial = config_to_dict(RestoreNetConfig(channels=TINY_WIDTHS))
     del partial["skip"]
     with pytest.raises(ValueError, match="missing config fields.*skip"):
         config_from_dict(partial)
     with pytest.raises(ValueError, match="skip"):
-        RestoreNet(RestoreNetConfig(channels=TINY, skip="bilinear"))
-
-
-def _grid_pattern(c: int, h: int, w: int, offsets=(0.02, -0.02, 0.01, -0.01)) -> torch.Tensor:
-    """A fixed offset per position of each 2x2 block, as a sub-pixel layer's biases leave it."""
-    return torch.tensor(offsets, dtype=torch.float64).view(1, 2, 2).repeat(c, h // 2, w // 2)
-
-
-def test_remove_grid_takes_out_a_fixed_two_pixel_pattern_and_little_else():
-    """The notch removes a per-position offset whole (borders included: reflection keeps period 2)
-    and leaves smooth content, and a photograph-like image, nearly as they were."""
-    from camnet_cli import metrics
-    from camnet_cli.color import remove_grid
-
-    y, x = torch.meshgrid(torch.linspace(0, 1, 96, dtype=torch.float64), torch.linspace(0, 1, 128, dtype=torch.float64), indexing="ij")
-    smooth = torch.stack([0.3 + 0.2 * torch.sin(5 * x + 2 * y), 0.4 + 0.1 * torch.cos(7 * y), 0.2 + 0.3 * x * y])[None]
-    pattern = _grid_pattern(3, 96, 128)[None] * torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64).view(1, 3, 1, 1)
-    assert (remove_grid(smooth + pattern, 2.0) - smooth).abs().max().item() < 2e-3  # the pattern's peak: 0.04
-    assert remove_grid(pattern, 2.0).abs().max().item() < 1e-4  # of 0.08 (the Gaussian, cut at 3 sigma, leaks a little at pi)
-    assert metrics.psnr(remove_grid(smooth, 2.0), smooth).item() > 55
-    # Texture at every frequency (noise low-passed by a 3x3 box, with far more energy near the
-    # Nyquist frequencies than photographs: they changed by 53 dB) loses a little; a wider notch takes more.
-    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 100, 130, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 3, 1)
-    kept = metrics.psnr(remove_grid(texture, 2.0), texture).item()
-    assert kept > 33, kept
-    assert metrics.psnr(remove_grid(texture, 0.7), texture).item() < kept  # a wider notch takes more
-    assert remove_grid(smooth, 0.0) is smooth
-    tiny = torch.rand(1, 3, 4, 6, dtype=torch.float64)  # smaller than the Gaussian: its radius shrinks
-    assert remove_grid(tiny, 2.0).shape == tiny.shape
+        RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, skip="bilinear"))
 
 
 def test_enhance_net_notch_config():
     """New Enhance-Nets have the notch (sigma 2); its output is the notched sub-pixel output."""
     assert EnhanceNetConfig().notch == 2.0
     torch.manual_seed(0)
-    plain = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0)).eval()
-    notched = EnhanceNet(EnhanceNetConfig(channels=TINY, base=0.0)).eval()
+    plain = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, notch=0.0, base=0.0)).eval()
+    notched = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, base=0.0)).eval()
     notched.load_state_dict(plain.state_dict())
     with torch.no_grad():
         plain.unet.out.bias.add_(torch.tensor([0.05, -0.05, 0.0, 0.0]).repeat(3))
@@ -272,20 +243,20 @@ def test_enhance_net_plain_rendering_under_the_unet():
     torch.manual_seed(0)
     xyz = torch.rand(1, 3, 64, 64) * 0.7  # some pixels clip after the gain, as highlights do
     xyz[..., :8, :] = 0.0  # and black
-    fresh = EnhanceNet(EnhanceNetConfig(channels=TINY)).eval()
+    fresh = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)).eval()
     with torch.no_grad():
         assert torch.allclose(fresh(xyz), _plain_rendering(xyz, 2.0), atol=1e-5)
-        assert torch.allclose(EnhanceNet(EnhanceNetConfig(channels=TINY, base=1.0))(xyz), _plain_rendering(xyz, 1.0), atol=1e-5)
+        assert torch.allclose(EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, base=1.0))(xyz), _plain_rendering(xyz, 1.0), atol=1e-5)
         torch.nn.init.normal_(fresh.unet.out.weight, std=0.1)
         torch.nn.init.normal_(fresh.unet.out.bias, std=0.1)
-        alone = EnhanceNet(EnhanceNetConfig(channels=TINY, base=0.0)).eval()
+        alone = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, base=0.0)).eval()
         alone.load_state_dict(fresh.state_dict())
         residual = alone(xyz)
         assert residual.abs().mean() > 0.01
         assert torch.allclose(fresh(xyz), residual + _plain_rendering(xyz, 2.0), atol=1e-5)
         # the notch acts on the UNet's part only: the rendering keeps its own finest detail
-        net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=2.0)).eval()
+        net = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, notch=2.0)).eval()
         assert not torch.allclose(remove_grid(_plain_rendering(xyz, 2.0), 2.0), _plain_rendering(xyz, 2.0), atol=1e-3)
         assert torch.allclose(net(xyz), _plain_rendering(xyz, 2.0), atol=1e-5)
     with pytest.raises(ValueError, match="base"):
-        EnhanceNet(EnhanceNetConfig(channels=TINY, base=-1.0))
+        EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, base=-1.0))

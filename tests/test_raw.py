@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import rawpy
 import tifffile
+from PIL import Image, ImageOps
 
 from camnet_cli import color
 from camnet_cli.dng import DngMetadata, write_dng
-from camnet_cli.raw import RawError, load_frame, read_metadata
+from camnet_cli.raw import Crop, RawError, load_frame, read_metadata, uncrop, upright
 from tests.conftest import EXAMPLE_DNG, SONY_XYZ_TO_CAM, synthetic_raw, write_synthetic_dng
 
 PHASES = {"RGGB": (0, 0), "GRBG": (0, 1), "GBRG": (1, 0), "BGGR": (1, 1)}
@@ -179,6 +180,25 @@ def test_iso_override_beats_the_dng_profile_and_warns_when_it_cannot(tmp_path):
     other = load_frame(tmp_path / "other.dng", iso_override=6400)
     assert other.noise.source == "dng"
     assert any("the ISO given has no effect" in w for w in other.warnings)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_matches_pillows_exif_transpose(orientation):
+    img = np.random.default_rng(orientation).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = orientation
+    pil.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(pil))
+    np.testing.assert_array_equal(upright(img, orientation), expected)
+
+
+def test_uncrop_restores_the_visible_size():
+    img = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    out = uncrop(img, Crop(top=1, left=0, bottom=1, right=1))
+    assert out.shape == (6, 7, 3)
+    np.testing.assert_array_equal(out[1:5, :6], img)
+    np.testing.assert_array_equal(out[0, :6], img[0])  # edge repeated
 
 
 # --- bad input -------------------------------------------------------------------------------

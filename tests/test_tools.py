@@ -1,6 +1,10 @@
-"""The research and release tools in tools/, run as their users run them."""
+"""The research and release tools in tools/, run as their users run them (as ``__main__``, with
+their command line), in this process: none of them is about being a separate process."""
 
+import contextlib
 import dataclasses
+import io
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +15,33 @@ import torch
 from camnet_cli import weights
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
 from camnet_cli.weights import load_weights, read_info, save_weights
+from tests.conftest import TINY_WIDTHS
 
-TINY = (8, 16, 16, 16, 16)
 SCRIPTS = Path(__file__).parents[1] / "tools"
 
 
 def _script(name: str, *args) -> subprocess.CompletedProcess:
-    """Run one of tools/' scripts."""
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, check=False)
+    """Run one of tools/' scripts as ``python tools/NAME ARGS`` would: its exit status, stdout and stderr."""
+    argv = [str(SCRIPTS / name), *map(str, args)]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as e:
+        if isinstance(e.code, str):  # sys.exit(message): Python prints it and exits with 1
+            err.write(e.code)
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = saved
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def test_pair_script_ships_separate_nets_as_one_style(tmp_path):
     """tools/pair.py: two separately trained files become restore-NAME and enhance-NAME, fp16,
     the style naming its restoration so that develop finds the pair."""
-    restore, enhance = RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY))
+    restore, enhance = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS))
     save_weights(tmp_path / "r.safetensors", restore, training_data="tests", noise_range=(1e-4, 1e-2), extra={"trained_steps": "7", "x": "y"})
     save_weights(tmp_path / "e.safetensors", enhance, style="draft", training_data="tests", extra={"trained_steps": "9"})
     done = _script("pair.py", tmp_path / "r.safetensors", tmp_path / "e.safetensors", "crisp", tmp_path / "out")
@@ -45,7 +62,7 @@ def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_pat
     outputs (global block, skips and, for Restore-Net, the linear path included), and the two
     copies of each channel read by different weights, so that training can pull them apart."""
     torch.manual_seed(0)
-    old = RestoreNet(RestoreNetConfig(channels=TINY)) if stage == "restore" else EnhanceNet(EnhanceNetConfig(channels=TINY))
+    old = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)) if stage == "restore" else EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS))
     with torch.no_grad():
         for p in old.parameters():  # as if trained: no zero biases, linear path or residual branches
             p.copy_(torch.randn_like(p) * p.std().clamp_min(0.05))
@@ -54,7 +71,7 @@ def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_pat
     done = _script("widen.py", tmp_path / "old.safetensors", tmp_path / "new.safetensors", 3)
     assert done.returncode == 0, done.stderr
     new, info = load_weights(tmp_path / "new.safetensors", stage)
-    assert new.config == dataclasses.replace(old.config, channels=tuple(2 * c for c in TINY))
+    assert new.config == dataclasses.replace(old.config, channels=tuple(2 * c for c in TINY_WIDTHS))
     assert info.noise_range == (1e-4, 1e-2)
     with torch.no_grad():
         if stage == "restore":
@@ -66,9 +83,9 @@ def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_pat
     assert want.std() > 0.01
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
     out = new.unet.out.weight
-    halves = out[:, : TINY[0]], out[:, TINY[0] : 2 * TINY[0]]
+    halves = out[:, : TINY_WIDTHS[0]], out[:, TINY_WIDTHS[0] : 2 * TINY_WIDTHS[0]]
     assert not torch.allclose(*halves)
-    torch.testing.assert_close(halves[0] + halves[1], old.unet.out.weight[:, : TINY[0]])
+    torch.testing.assert_close(halves[0] + halves[1], old.unet.out.weight[:, : TINY_WIDTHS[0]])
 
 
 def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
@@ -76,14 +93,14 @@ def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
     2x2 block shows that pattern's RMS on flat fields; with the offsets equal, or with the notch
     (EnhanceNetConfig.notch), it shows none; nor does a new style, the plain rendering alone
     (EnhanceNetConfig.base)."""
-    save_weights(tmp_path / "base.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY)), training_data="tests", noise_range=(1e-4, 1e-2))
-    net = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=0.0, base=0.0))
+    save_weights(tmp_path / "base.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)), training_data="tests", noise_range=(1e-4, 1e-2))
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, notch=0.0, base=0.0))
     offsets = torch.tensor([0.01, -0.01, 0.0, 0.0])  # per position, as PixelShuffle lays out the 12 planes
     with torch.no_grad():
         net.unet.out.weight.zero_()
         net.unet.out.bias.copy_((0.5 + offsets).repeat(3))
     save_weights(tmp_path / "grid.safetensors", net, training_data="tests", noise_range=(1e-4, 1e-2))
-    notched = EnhanceNet(EnhanceNetConfig(channels=TINY, notch=2.0, base=0.0))
+    notched = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, notch=2.0, base=0.0))
     notched.load_state_dict(net.state_dict())
     save_weights(tmp_path / "notched.safetensors", notched, training_data="tests", noise_range=(1e-4, 1e-2))
     with torch.no_grad():

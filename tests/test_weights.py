@@ -7,8 +7,7 @@ from safetensors.torch import save_file
 from camnet_cli import weights
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
 from camnet_cli.weights import WeightsError, find_weights, installed, load_weights, read_info, save_weights
-
-TINY = (8, 16, 16, 16, 16)
+from tests.conftest import TINY_WIDTHS
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def user_dir(tmp_path, monkeypatch):
 
 
 def test_round_trip_is_bit_exact(tmp_path):
-    for net in (RestoreNet(RestoreNetConfig(channels=TINY)), EnhanceNet(EnhanceNetConfig(channels=TINY))):
+    for net in (RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS))):
         save_weights(tmp_path / "w.safetensors", net, style="natural", training_data="tests", noise_range=(1e-4, 1e-2))
         loaded, info = load_weights(tmp_path / "w.safetensors")
         assert loaded.config == net.config and type(loaded) is type(net)
@@ -32,7 +31,7 @@ def test_round_trip_is_bit_exact(tmp_path):
 
 
 def test_fp16_storage_loads_as_float32(tmp_path):
-    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
     save_weights(tmp_path / "w.safetensors", net, dtype=torch.float16)
     loaded, _ = load_weights(tmp_path / "w.safetensors")
     w = net.unet.out.weight
@@ -42,7 +41,7 @@ def test_fp16_storage_loads_as_float32(tmp_path):
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):
-    save_weights(tmp_path / "w.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+    save_weights(tmp_path / "w.safetensors", RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
 
     def refuse(*args, **kwargs):
         raise AssertionError("unpickled")
@@ -54,7 +53,7 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
 
 
 def test_pickles_are_refused(tmp_path):
-    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
     torch.save(net.state_dict(), tmp_path / "model.pt")
     (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     for name in ("model.pt", "plain.pkl"):
@@ -75,13 +74,13 @@ def test_other_files_are_refused(tmp_path):
 
 
 def test_wrong_stage_is_refused(tmp_path):
-    save_weights(tmp_path / "r.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+    save_weights(tmp_path / "r.safetensors", RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
     with pytest.raises(WeightsError, match="holds restore weights"):
         load_weights(tmp_path / "r.safetensors", stage="enhance")
 
 
 def test_save_is_atomic(tmp_path):
-    save_weights(tmp_path / "sub" / "w.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+    save_weights(tmp_path / "sub" / "w.safetensors", RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["w.safetensors"]
 
 
@@ -89,7 +88,7 @@ def test_styles_by_name_path_and_user_folder(tmp_path, user_dir, monkeypatch):
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     monkeypatch.setattr(weights, "SHIPPED_DIR", shipped)
-    net = EnhanceNet(EnhanceNetConfig(channels=TINY))
+    net = EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS))
     save_weights(shipped / "enhance-natural.safetensors", net, style="natural")
     save_weights(shipped / "enhance-vivid.safetensors", net, style="vivid")
     save_weights(user_dir / "enhance-vivid.safetensors", net, style="my vivid")
@@ -101,7 +100,7 @@ def test_styles_by_name_path_and_user_folder(tmp_path, user_dir, monkeypatch):
 
 def test_unknown_style_lists_installed_and_how_to_train(tmp_path, user_dir, monkeypatch):
     monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)
-    save_weights(user_dir / "enhance-natural.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY)))
+    save_weights(user_dir / "enhance-natural.safetensors", EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)))
     with pytest.raises(WeightsError) as info:
         find_weights("expertC", "enhance")
     message = str(info.value)
@@ -131,7 +130,7 @@ def test_files_of_the_old_weight_format_are_refused_in_one_line(tmp_path):
 
     from safetensors import safe_open
 
-    save_weights(tmp_path / "new.safetensors", RestoreNet(RestoreNetConfig(channels=TINY)))
+    save_weights(tmp_path / "new.safetensors", RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)))
     with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as f:
         header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     config = {**json.loads(header["config"]), "noise_map": "log"}
@@ -149,7 +148,7 @@ def test_files_of_the_old_weight_format_are_refused_in_one_line(tmp_path):
 
 def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path):
     """The safetensors header length is little-endian; its first byte may be 0x80, pickle's opcode."""
-    net = RestoreNet(RestoreNetConfig(channels=TINY))
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
     for pad in range(256):
         save_weights(tmp_path / "w.safetensors", net, training_data="x" * pad)
         if (tmp_path / "w.safetensors").read_bytes()[0] == 0x80:
