@@ -238,7 +238,7 @@ def run_batch(
                 if skip[i]:
                     while pending:
                         finish_oldest()
-                    outcome = Outcome(job, "skipped", f"{job.output} exists (use --overwrite to replace it)")
+                    outcome = Outcome(job, "skipped", f"{job.output} exists")
                     outcomes.append(outcome)
                     report(outcome)
                     continue

@@ -144,7 +144,7 @@ def develop(
         if outcome.status == "failed":
             error(outcome.error)
         elif outcome.status == "skipped" and not quiet and not json_output:
-            progress.console.print(f"skipped: {outcome.error}", highlight=False, soft_wrap=True)
+            progress.console.print(f"skipped: {outcome.error} (use --overwrite to replace it)", highlight=False, soft_wrap=True)
         if json_output:
             stdout.out(
                 json.dumps(
