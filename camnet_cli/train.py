@@ -78,7 +78,7 @@ class TrainConfig:
     validate_every: int = 1000
     val_samples: int = 16  # patches of the validation set (data.VALIDATION_SEED: the same for every run)
     device: str = "auto"
-    precision: str = "auto"  # bf16 autocast on CUDA; fp32 elsewhere
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16": autocast on any device; "fp32"
     compile: bool = False
     restore_init: str | None = None  # weights to start Restore-Net from
     enhance_init: str | None = None  # weights to start Enhance-Net from
@@ -286,6 +286,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         raise TrainError(f"patch size {cfg.patch_size}: use a multiple of 32")
     if cfg.base_lr <= 0:
         raise TrainError(f"learning rate {cfg.base_lr}: use a positive rate")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise TrainError(f"precision {cfg.precision!r}: use auto, bf16 or fp32")
     if cfg.iso_range and not synthetic.ISO_RANGE[0] <= cfg.iso_range[0] <= cfg.iso_range[1]:
         raise TrainError(f"ISO range {cfg.iso_range[0]:g}-{cfg.iso_range[1]:g}: the synthetic noise starts at ISO {synthetic.ISO_RANGE[0]:g}")
     if not 0 <= cfg.ema < 1:
@@ -314,7 +316,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         runners = {k: nn.parallel.DistributedDataParallel(v, device_ids=ids) for k, v in nets.items()}
     if cfg.compile:
         runners = {k: torch.compile(v) for k, v in runners.items()}  # type: ignore[misc]
-    use_bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
@@ -331,7 +333,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, report: Callable[[Progre
         lr = lr_at(step, cfg.steps, cfg.base_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss, terms, _ = _forward(runners, batch, cfg, perceptual)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

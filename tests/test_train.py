@@ -162,6 +162,7 @@ def test_perceptual_loss_from_a_local_file(photos, start, tmp_path):
         (["train-restore", "--scale", "half"], "--scale"),
         (["train-restore", "--log-weight", "-1"], "--log-weight"),
         (["train-restore", "--curve-weight", "-1"], "--curve-weight"),
+        (["train-restore", "--precision", "fp16"], "precision 'fp16'"),
         (["train-restore", "--iso-range", "400"], "--iso-range"),
         (["train-restore", "--iso-range", "50,400"], "starts at ISO 100"),
         (["train-restore", "--init", "{empty}/nothing.safetensors"], "--init"),

@@ -90,7 +90,7 @@ ValSamples = Annotated[
 Name = Annotated[str, typer.Option(help="Name of the exported weights: restore-NAME / enhance-NAME (the style).", rich_help_panel=OUT)]
 ExportDtype = Annotated[str, typer.Option(help="Precision of the exported weights: fp32, fp16 or bf16.", rich_help_panel=OUT)]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=DEVICE)]
-Precision = Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA), bf16 or fp32.", rich_help_panel=DEVICE)]
+Precision = Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 elsewhere), bf16 (autocast on any device, e.g. a CPU with AMX) or fp32.", rich_help_panel=DEVICE)]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the networks.", rich_help_panel=DEVICE)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
