@@ -103,6 +103,11 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
 
 
+def srgb_slope(x: torch.Tensor) -> torch.Tensor:
+    """The slope of ``linear_to_srgb`` at linear values ``x`` in (0, 1]: how much it amplifies noise there."""
+    return torch.where(x <= 0.0031308, 12.92, 1.055 / 2.4 * x.clamp(min=0.0031308) ** (1 / 2.4 - 1))
+
+
 def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Apply a 3x3 colour matrix per pixel.
 

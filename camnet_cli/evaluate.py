@@ -155,13 +155,12 @@ def run_libraw(sample: dict[str, torch.Tensor], srgb: bool = True) -> tuple[torc
 NLM_STRENGTH = 2.8
 
 
-def noise_after_curve(linear: np.ndarray, omega: float) -> float:
+def noise_after_curve(linear: torch.Tensor, omega: float) -> float:
     """The noise's standard deviation after the sRGB curve of a linear image, averaged over its pixels:
     the curve's slope times sqrt(shot * x + read^2), the level split into shot and read as develop does."""
     profile = noise.split_omega(max(omega, 1e-12))
-    x = np.clip(linear, 1e-4, 1.0)
-    slope = np.where(x <= 0.0031308, 12.92, 1.055 / 2.4 * x ** (1 / 2.4 - 1))
-    return float(np.mean(slope * np.sqrt(profile.shot * x + profile.read**2)))
+    x = linear.clamp(1e-4, 1.0)
+    return float((color.srgb_slope(x) * torch.sqrt(profile.shot * x + profile.read**2)).mean())
 
 
 def denoise_nlm(xyz: torch.Tensor, omega: float, strength: float = NLM_STRENGTH) -> torch.Tensor:
@@ -172,7 +171,7 @@ def denoise_nlm(xyz: torch.Tensor, omega: float, strength: float = NLM_STRENGTH)
         raise ValueError("the denoise baseline needs scikit-image (pip install 'camnet[eval]')") from None
     linear = color.apply_matrix(xyz.double(), color.XYZ_TO_SRGB).clamp(0, 1)
     curved = color.linear_to_srgb(linear).permute(1, 2, 0).numpy()
-    sigma = noise_after_curve(linear.numpy(), omega)
+    sigma = noise_after_curve(linear, omega)
     clean = denoise_nl_means(curved, h=strength * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True, channel_axis=-1)
     back = color.srgb_to_linear(torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1))
     return color.apply_matrix(back, color.SRGB_TO_XYZ).float()

@@ -213,3 +213,10 @@ def test_auto_white_balance_neutralises_a_grey_scene():
     grey = rng.uniform(0.1, 0.6, (64, 64)).astype(np.float32)
     packed = np.stack([grey / 2.2, grey, grey, grey / 1.6])  # a grey world seen by a sensor with weak R and B
     assert color.auto_white_balance(packed) == pytest.approx((2.2, 1.0, 1.6), rel=1e-4)
+
+
+def test_srgb_slope_is_the_curves_derivative():
+    x = torch.linspace(1e-4, 1, 2000, dtype=torch.float64, requires_grad=True)
+    color.linear_to_srgb(x).sum().backward()
+    torch.testing.assert_close(color.srgb_slope(x.detach()), x.grad)
+    assert color.srgb_slope(torch.tensor(1e-4)).item() == pytest.approx(12.92)
