@@ -10,6 +10,7 @@ presets have the paper's 26,527,928 parameters, plus Restore-Net's linear path (
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from dataclasses import dataclass
 
 
@@ -106,23 +107,71 @@ def config_to_dict(config: Config) -> dict:
     return {"net": _NAMES[type(config)], **dataclasses.asdict(config)}
 
 
+# Bounds on what a config may ask for: a weight file's config is read before its tensors, and
+# without them a file of a few bytes could ask for any network. Widths: the presets use 16 to 720
+# per level (lite Restore-Net 16, paper one-stage 720); 1024 leaves room for wider nets, and the
+# largest net these bounds admit (6 levels of 1024) has 377 M parameters, 1.5 GB in float32.
+MAX_CHANNELS = 1024
+# Levels: the presets have 5; a UNet needs 2 (the coarsest and one above it); 6 allows one more.
+LEVELS = (2, 6)
+# The paper's largest dilation is 8; the least input a net pads to grows with it (UNet.min_size).
+MAX_DILATION = 16
+# Floats, inclusive. notch: a sigma in pixels (default 2) and remove_grid's kernel grows with it,
+# up to the whole image; base: a gain in linear light (default 2), 16 is four stops more.
+_RANGES = {"notch": (0.0, 8.0), "base": (0.0, 16.0)}
+# Restore-Net's linear path beside the UNet (RestoreNetConfig.skip).
+SKIPS = ("none", "adaptive")
+# Not choices: what the networks' inputs have (RestoreNet.prepare: 4 planes + noise; EnhanceNet.prepare: 3 x 4).
+_IN_CHANNELS = {"restore": 5, "enhance": 12, "onestage": 5}
+
+
 def config_from_dict(data: dict) -> Config:
-    """Inverse of ``config_to_dict``; every field must be there, and no other.
+    """Inverse of ``config_to_dict``; every field must be there, and no other, of its type and
+    within the bounds above.
 
     Raises:
-        ValueError: the dict does not describe a known network.
+        ValueError: the dict does not describe a known network, or one within the bounds.
     """
+    if not isinstance(data, dict):
+        raise ValueError(f"a config is a JSON object, got {reprlib.repr(data)}")
     data = dict(data)
     net = data.pop("net", None)
-    cls = {name: kind for kind, name in _NAMES.items()}.get(net)  # type: ignore[arg-type]
+    cls = {name: kind for kind, name in _NAMES.items()}.get(net) if isinstance(net, str) else None
     if cls is None:
-        raise ValueError(f"unknown network {net!r} in config")
+        raise ValueError(f"unknown network {reprlib.repr(net)} in config")
     names = {f.name for f in dataclasses.fields(cls)}
     if set(data) != names:
         extra, missing = sorted(set(data) - names), sorted(names - set(data))
         problems = (extra and f"unknown config fields {extra}", missing and f"missing config fields {missing}")
         raise ValueError(f"{net}: " + "; ".join(p for p in problems if p))
+    _check(net, data)
     for key, value in data.items():
         if isinstance(value, list):
             data[key] = tuple(value)
     return cls(**data)
+
+
+def _check(net: str, data: dict) -> None:
+    """Raise ValueError unless the fields of a ``net`` config, as JSON or ``config_to_dict`` give
+    them, are of their types and within the bounds (the comparisons also refuse NaN and infinities)."""
+    def whole(value: object, low: int, high: int) -> bool:
+        return type(value) is int and low <= value <= high  # type: ignore[operator]
+
+    def bad(key: str, want: str) -> ValueError:
+        return ValueError(f"{net}: {key} {reprlib.repr(data[key])} in config, expected {want}")
+
+    channels, dilations = data["channels"], data["dilations"]
+    if not (isinstance(channels, (list, tuple)) and LEVELS[0] <= len(channels) <= LEVELS[1] and all(whole(c, 1, MAX_CHANNELS) for c in channels)):
+        raise bad("channels", f"{LEVELS[0]} to {LEVELS[1]} levels of 1 to {MAX_CHANNELS}")
+    if not (isinstance(dilations, (list, tuple)) and len(dilations) == len(channels) and all(whole(d, 1, MAX_DILATION) for d in dilations)):
+        raise bad("dilations", f"one per level, each 1 to {MAX_DILATION}")
+    if not whole(data["in_channels"], _IN_CHANNELS[net], _IN_CHANNELS[net]):
+        raise bad("in_channels", f"{_IN_CHANNELS[net]}, what this network's input has")
+    for key in ("residual", "global_block"):
+        if type(data[key]) is not bool:
+            raise bad(key, "true or false")
+    if "skip" in data and data["skip"] not in SKIPS:
+        raise bad("skip", " or ".join(SKIPS))
+    for key, (low, high) in _RANGES.items():
+        if key in data and not (type(data[key]) in (int, float) and low <= data[key] <= high):
+            raise bad(key, f"a number from {low:g} to {high:g}")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camnet_cli import color
-from camnet_cli.model.config import EnhanceNetConfig, OneStageNetConfig, RestoreNetConfig
+from camnet_cli.model.config import SKIPS, EnhanceNetConfig, OneStageNetConfig, RestoreNetConfig
 
 _SLOPE = 0.2  # LeakyReLU slope of the authors' lrelu
 
@@ -40,7 +40,11 @@ def _init(module: nn.Module) -> None:
     up over Enhance-Net's nine residual blocks, He-initialised branches would multiply the
     signal's variance by hundreds and training would crawl (SkipInit, De & Smith 2020;
     Fixup, Zhang et al. 2019).
+
+    Tensors on the meta device (a network built only for its shapes) hold no values to set.
     """
+    if any(p.is_meta for p in module.parameters(recurse=False)):
+        return
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.kaiming_normal_(module.weight, a=_SLOPE, nonlinearity="leaky_relu")
         if module.bias is not None:
@@ -183,9 +187,6 @@ def noise_plane(omega: torch.Tensor) -> torch.Tensor:
 
 # How many packed pixels Restore-Net pads its input by (see RestoreNet.prepare).
 _BORDER = 1
-
-# Restore-Net's linear paths by RestoreNetConfig.skip.
-SKIPS = ("none", "adaptive")
 
 
 class RestoreNet(nn.Module):
