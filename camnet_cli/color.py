@@ -140,11 +140,16 @@ def render_plain(xyz: torch.Tensor, gain: float | torch.Tensor = 1.0) -> torch.T
 # colour differences once rendered. The best width measured grew as about 25 * omega ** (1/3).
 CHROMA_SCALE = 25.0
 CHROMA_EPS = 1e-3
+# The widest chroma filter (``--chroma-nr``'s maximum): the filter pads the image to a multiple of
+# its width, so an unbounded width (from a garbled noise level) would be an unbounded allocation.
+MAX_CHROMA = 64.0
 
 
 def chroma_sigma(omega: float) -> float:
-    """The chroma filter's width in pixels for a noise level ``omega`` (normalised raw units)."""
-    return CHROMA_SCALE * max(float(omega), 0.0) ** (1 / 3)
+    """The chroma filter's width in pixels for a noise level ``omega`` (normalised raw units),
+    at most ``MAX_CHROMA``; 0 for a level that is not positive."""
+    omega = float(omega)
+    return min(CHROMA_SCALE * omega ** (1 / 3), MAX_CHROMA) if omega > 0 else 0.0
 
 
 def convolve_separable(x: torch.Tensor, taps: list[float]) -> torch.Tensor:

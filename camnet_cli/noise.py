@@ -22,6 +22,12 @@ import numpy as np
 
 NOISE_SOURCES = ("user", "dng", "table", "estimated")
 
+# The most noise a photograph can have. omega is the noise variance at full scale: at 1 the noise's
+# standard deviation equals the full scale (signal-to-noise 1 at white) and nothing is left to
+# develop. Real cameras stay below 1e-2 even at their highest ISO (the a7R III at 25600: 5e-3).
+# It bounds a raw as stored (training pairs amplified by their exposure ratio can exceed it).
+MAX_OMEGA = 1.0
+
 
 @dataclass(frozen=True)
 class NoiseProfile:
@@ -55,13 +61,14 @@ def from_dng_noise_profile(values: tuple[float, ...]) -> NoiseProfile | None:
 
     The tag holds one (S, O) pair per colour plane, or one pair for all, with
     variance ``S * x + O`` on normalised values (DNG 1.6 spec, "NoiseProfile").
-    Planes are averaged: Restore-Net takes one level for the frame.
+    Planes are averaged: Restore-Net takes one level for the frame. Returns None for a tag
+    that is no noise level: not pairs, not finite, negative, zero or above ``MAX_OMEGA``.
     """
     if len(values) < 2 or len(values) % 2:
         return None
     pairs = np.asarray(values, dtype=np.float64).reshape(-1, 2)
     shot, offset = pairs.mean(axis=0)
-    if not (np.isfinite(shot) and np.isfinite(offset)) or shot < 0 or offset < 0 or shot + offset <= 0:
+    if not (np.isfinite(shot) and np.isfinite(offset)) or shot < 0 or offset < 0 or not 0 < shot + offset <= MAX_OMEGA:
         return None
     return NoiseProfile(float(shot), float(math.sqrt(offset)), "dng")
 
@@ -165,7 +172,8 @@ def from_table(make: str | None, model: str | None, iso: float | None) -> NoiseP
     Interpolation is linear in log(ISO) for log(shot) and log(read): shot noise is
     proportional to analogue gain, hence to ISO, so the log-log curve is close to a
     line between calibrated settings. Outside the calibrated ISO range there is no
-    entry (the caller estimates instead of extrapolating).
+    entry (the caller estimates instead of extrapolating), so no result exceeds the
+    table's own levels, all below ``MAX_OMEGA``.
     """
     if not make or not model or not iso or iso <= 0:
         return None
@@ -209,7 +217,7 @@ def estimate_noise(packed: np.ndarray) -> NoiseProfile:
             *not* clipped at 0.
 
     Returns:
-        The fitted profile, ``source="estimated"``.
+        The fitted profile, ``source="estimated"``, omega at most ``MAX_OMEGA``.
     """
     if packed.ndim != 3 or packed.shape[0] != 4:
         raise ValueError(f"expected packed planes shaped (4, H, W), got {packed.shape}")
@@ -242,6 +250,11 @@ def estimate_noise(packed: np.ndarray) -> NoiseProfile:
         # the per-level median reject texture as best it can.
         ok = np.ones_like(ok)
     shot, read_var = _fit_levels(mean[ok], var[ok])
+    if shot + read_var > MAX_OMEGA:
+        # Levels garbled in the header make the normalised data, and what is measured on it,
+        # arbitrarily large: keep the proportion, cap the level.
+        scale = MAX_OMEGA / (shot + read_var)
+        shot, read_var = shot * scale, read_var * scale
     return NoiseProfile(shot, math.sqrt(read_var), "estimated")
 
 

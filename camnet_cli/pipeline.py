@@ -40,8 +40,8 @@ class Developed:
 
 def chroma_width(chroma: float | None, omega: float) -> float:
     """The chroma noise reduction's width in pixels: ``chroma``, or for None (auto) the one for the
-    noise level ``omega`` (``color.chroma_sigma``)."""
-    return color.chroma_sigma(omega) if chroma is None else chroma
+    noise level ``omega`` (``color.chroma_sigma``); never above ``color.MAX_CHROMA``."""
+    return color.chroma_sigma(omega) if chroma is None else min(chroma, color.MAX_CHROMA)
 
 
 def develop(

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
+import io
 import logging
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +59,27 @@ _TAG_SAMPLES_PER_PIXEL, _TAG_DNG_VERSION, _TAG_NOISE_PROFILE = 277, 50706, 51041
 _PHOTOMETRIC_CFA, _PHOTOMETRIC_LINEAR_RAW, _PHOTOMETRIC_BLACK_IS_ZERO = 32803, 34892, 1
 _COMPRESSION_JPEG_XL = 52546
 
+# What the header may say; beyond these limits a value is damage, not a photograph.
+# The highest ISO believed: above any camera's (the Nikon D5 reaches 3,280,000).
+MAX_ISO = 10_000_000
+# EXIF numbers outside these ranges are dropped (they would reach the output's EXIF and the noise table).
+_EXIF_RANGES = {
+    "ISO": (1.0, float(MAX_ISO)),
+    "exposure time": (1e-6, 86_400.0),  # seconds: shutters reach 1/80,000 s, star trails hours
+    "f-number": (0.3, 1000.0),  # pinhole cameras reach f/500
+    "focal length": (0.1, 100_000.0),  # mm: phone sensors' 1.5 mm to beyond telescopes
+}
+# Raw areas above this are refused before LibRaw allocates them (2 bytes a pixel and more): above
+# any sensor, and multi-shot composites (Hasselblad H6D-400c MS, Fujifilm pixel shift) reach 400 MP.
+_MAX_PIXELS = 500_000_000
+# The smallest image developed, after the phase crop: noise estimation needs 16 packed rows and columns.
+_MIN_SIDE = 32
+# White-balance gains (normalised to green) beyond six stops either way are no light source.
+_MAX_WB_GAIN = 64.0
+# Real cameras' camera -> XYZ entries lie within about +-3; beyond this the matrix is damage
+# (and would amplify the noise as much).
+_MAX_MATRIX_ENTRY = 16.0
+
 
 class RawError(Exception):
     """A file camnet cannot develop. ``str(error)`` is one line: ``<path>: <reason>``."""
@@ -68,7 +92,7 @@ class RawError(Exception):
 
 @dataclass(frozen=True)
 class Metadata:
-    """What the file says about the shot. Any field may be missing."""
+    """What the file says about the shot. Any field may be missing; implausible values are left out."""
 
     make: str | None = None
     model: str | None = None
@@ -142,7 +166,7 @@ class Frame:
         metadata: EXIF, with LibRaw's values where EXIF has none.
         noise: noise level, with its source.
         bad_pixels: how many hot or dead pixels were repaired.
-        warnings: one line each, for things that were guessed.
+        warnings: one line each, for things that were guessed or left out as implausible.
     """
 
     path: Path
@@ -175,10 +199,16 @@ class Frame:
 # --- metadata ----------------------------------------------------------------------------
 
 
-def read_metadata(path: Path) -> Metadata:
-    """Read EXIF with exifread. Fields exifread cannot find are left empty."""
+def read_metadata(path: Path, notes: list[str] | None = None) -> Metadata:
+    """Read EXIF with exifread. Fields exifread cannot find are left empty, and so are numbers
+    outside ``_EXIF_RANGES``; an invalid orientation becomes 1 (as stored).
+
+    Args:
+        notes: where to say, one line each, what was invalid and left out.
+    """
     import exifread
 
+    notes = [] if notes is None else notes
     try:
         with open(path, "rb") as f:
             tags = exifread.process_file(f, details=False)
@@ -194,33 +224,54 @@ def read_metadata(path: Path) -> Metadata:
 
     def text(*names: str) -> str | None:
         value = first(*names)
-        if isinstance(value, str):
-            value = value.strip().strip("\x00").strip()
-            return value or None
-        return None
+        return _clean_text(value) if isinstance(value, str) else None
 
     def number(*names: str) -> float | None:
         value = first(*names)
         if isinstance(value, (list, tuple)):
             value = value[0] if value else None
         try:
-            x = float(value)  # exifread's Ratio is a Fraction
-        except (TypeError, ValueError, ZeroDivisionError):
+            return float(value)  # exifread's Ratio is a Fraction
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             return None
-        return x if math.isfinite(x) and x > 0 else None
+
+    def plausible(what: str, *names: str) -> float | None:
+        x = number(*names)
+        if x is None or x == 0:  # 0: unknown, as some cameras write it
+            return None
+        kept = _plausible(what, x)
+        if kept is None:
+            notes.append(f"implausible EXIF {what} {x:g}; ignored")
+        return kept
 
     orientation = number("Image Orientation")
+    if orientation is not None and orientation not in range(1, 9):
+        notes.append(f"invalid EXIF orientation {orientation:g}; leaving the image as stored")
+        orientation = 1
     return Metadata(
         make=text("Image Make"),
         model=text("Image Model"),
-        iso=number("EXIF ISOSpeedRatings", "Image ISOSpeedRatings", "EXIF RecommendedExposureIndex"),
-        exposure_time=number("EXIF ExposureTime", "Image ExposureTime"),
-        f_number=number("EXIF FNumber", "Image FNumber"),
-        focal_length=number("EXIF FocalLength", "Image FocalLength"),
+        iso=plausible("ISO", "EXIF ISOSpeedRatings", "Image ISOSpeedRatings", "EXIF RecommendedExposureIndex"),
+        exposure_time=plausible("exposure time", "EXIF ExposureTime", "Image ExposureTime"),
+        f_number=plausible("f-number", "EXIF FNumber", "Image FNumber"),
+        focal_length=plausible("focal length", "EXIF FocalLength", "Image FocalLength"),
         lens=text("EXIF LensModel"),
         date=_iso_date(text("EXIF DateTimeOriginal", "Image DateTimeOriginal", "Image DateTime")),
-        orientation=int(orientation) if orientation and 1 <= orientation <= 8 else None,
+        orientation=None if orientation is None else int(orientation),
     )
+
+
+def _clean_text(value: str) -> str | None:
+    """A header string fit for one line of output: control characters and runs of white space
+    made single spaces, at most 100 characters; None when nothing is left."""
+    value = " ".join("".join(c if c.isprintable() else " " for c in value).split())
+    return value[:100] or None
+
+
+def _plausible(what: str, x: float) -> float | None:
+    """``x`` if it lies in ``_EXIF_RANGES[what]``, else None."""
+    lo, hi = _EXIF_RANGES[what]
+    return float(x) if lo <= x <= hi else None
 
 
 def _iso_date(exif_date: str | None) -> str | None:
@@ -233,21 +284,22 @@ def _iso_date(exif_date: str | None) -> str | None:
         return None
 
 
-def _with_libraw_fallbacks(meta: Metadata, raw: rawpy.RawPy) -> Metadata:
-    """Fill what EXIF lacked from LibRaw's own parse of the maker's metadata."""
-    other, lens = raw.other, raw.lens
-
-    def positive(x: float) -> float | None:
-        return float(x) if x and math.isfinite(x) and x > 0 else None
-
+def _with_libraw_fallbacks(meta: Metadata, raw: rawpy.RawPy, notes: list[str]) -> Metadata:
+    """Fill what EXIF lacked from LibRaw's own parse of the maker's metadata (implausible values left out)."""
+    try:
+        other = raw.other
+    except (OverflowError, OSError, ValueError) as e:  # rawpy makes a datetime of the file's date
+        notes.append(f"unreadable date in the file ({e}); ignored")
+        other = rawpy.Other(0, 0, 0, 0, None, 0, "")
+    lens = raw.lens
     return Metadata(
         make=meta.make,
         model=meta.model,
-        iso=meta.iso or positive(other.iso_speed),
-        exposure_time=meta.exposure_time or positive(other.shutter_speed),
-        f_number=meta.f_number or positive(other.aperture),
-        focal_length=meta.focal_length or positive(other.focal_length),
-        lens=meta.lens or (lens.model.strip() or None if lens.model else None),
+        iso=meta.iso or _plausible("ISO", other.iso_speed),
+        exposure_time=meta.exposure_time or _plausible("exposure time", other.shutter_speed),
+        f_number=meta.f_number or _plausible("f-number", other.aperture),
+        focal_length=meta.focal_length or _plausible("focal length", other.focal_length),
+        lens=meta.lens or _clean_text(lens.model),
         # LibRaw reports a missing date as the Unix epoch.
         date=meta.date or (other.timestamp.isoformat() if other.timestamp and other.timestamp.year > 1970 else None),
         orientation=meta.orientation or _FLIP_TO_ORIENTATION.get(raw.sizes.flip, 1),
@@ -383,17 +435,18 @@ def load_frame(
     Args:
         path: a raw file LibRaw reads, with a 2x2 Bayer colour filter array.
         noise_override: use this noise level instead of the file's.
-        iso_override: look the calibration table up at this ISO instead of the file's.
+        iso_override: look the calibration table up at this ISO instead of the file's (1 to ``MAX_ISO``).
         repair_bad_pixels: replace hot and dead pixels by their same-colour neighbours.
 
     Raises:
         RawError: the file cannot be developed; the message says why in one line.
     """
     path = Path(path)
-    if not path.exists():
-        raise RawError(path, "no such file")
-    if path.is_dir():
-        raise RawError(path, "is a directory")
+    if iso_override is not None and _plausible("ISO", iso_override) is None:
+        raise RawError(path, f"ISO {iso_override:g} is not between 1 and {MAX_ISO:,}")
+    reason = not_a_regular_file(path)
+    if reason:
+        raise RawError(path, reason)
     try:
         size = path.stat().st_size
         with open(path, "rb"):
@@ -406,20 +459,67 @@ def load_frame(
     tiff = _read_tiff_info(path)
     if tiff is not None:
         _refuse_from_tiff(path, tiff, size)
-    exif = read_metadata(path)
+    notes: list[str] = []
+    exif = read_metadata(path, notes)
 
-    raw = None
     try:
         with _quiet_stderr():
-            raw = rawpy.imread(str(path))
-            raw.unpack()
-    except rawpy.LibRawError as e:
-        if raw is not None:
-            raw.close()
+            raw = rawpy.imread(_libraw_source(path))  # parses the header only
+    except (rawpy.LibRawError, OSError) as e:
         raise _libraw_error(path, e, exif) from None
     with raw:
+        _refuse_size(path, raw.sizes, size)
+        try:
+            with _quiet_stderr():
+                raw.unpack()
+        except rawpy.LibRawError as e:
+            raise _libraw_error(path, e, exif) from None
         dng_noise = tiff.noise_profile if tiff is not None and tiff.is_dng else None
-        return _frame_from_libraw(path, raw, exif, dng_noise, noise_override, iso_override, repair_bad_pixels)
+        return _frame_from_libraw(path, raw, exif, dng_noise, noise_override, iso_override, repair_bad_pixels, notes)
+
+
+def _libraw_source(path: Path) -> str | io.BytesIO:
+    """What rawpy opens: the path, or for a name that is not UTF-8 (which rawpy cannot pass on) the bytes."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return io.BytesIO(path.read_bytes())
+
+
+# What stat calls the files camnet does not open (opening a FIFO waits for a writer).
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` is no file to read, in a few words ("no such file", "broken symbolic link",
+    "symbolic link loop", "is a directory", "not a regular file (a FIFO)", ...), or None for a
+    regular file or a link to one. Decided by ``stat`` alone, without opening anything."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "broken symbolic link" if path.is_symlink() else "no such file"
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
+def _refuse_size(path: Path, sizes: rawpy.ImageSizes, file_size: int) -> None:
+    """Refuse a raw area the file cannot hold, before LibRaw allocates it."""
+    w, h = sizes.raw_width, sizes.raw_height
+    if w * h > _MAX_PIXELS:
+        raise RawError(path, f"implausible size in the header: {w}x{h} pixels (at most {_MAX_PIXELS // 10**6} MP)")
+    # As in _refuse_from_tiff: even lossy raw formats spend well over 0.05 bytes a pixel.
+    if 0.05 * w * h > file_size:
+        raise RawError(path, f"implausible size in the header: {w}x{h} pixels in a file of {file_size:,} bytes")
 
 
 # How raw formats begin (their magic bytes), to tell a broken raw from something else.
@@ -462,23 +562,36 @@ def _frame_from_libraw(
     noise_override: NoiseProfile | None,
     iso_override: float | None,
     repair_bad_pixels: bool,
+    notes: list[str],
 ) -> Frame:
-    notes: list[str] = []
-    cfa = _bayer_pattern(path, raw)
-    mosaic = raw.raw_image_visible
-    _refuse_empty_data(path, mosaic, min(raw.black_level_per_channel), float(raw.white_level))
+    # Everything read from LibRaw, at once: rawpy's properties raise on half-broken files
+    # (a colour filter LibRaw cannot describe, data it did not unpack).
+    try:
+        cfa = _bayer_pattern(path, raw)
+        mosaic = raw.raw_image_visible
+        colors = raw.raw_colors_visible[:2, :2]
+        per_color = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+        white = float(raw.white_level)
+        meta = _with_libraw_fallbacks(exif, raw, notes)
+        presets = (raw.camera_whitebalance, raw.daylight_whitebalance)
+        xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3]
+        cam_to_srgb = np.asarray(raw.color_matrix, dtype=np.float64)[:3, :3]
+    except (rawpy.LibRawError, NotImplementedError, RuntimeError) as e:
+        raise RawError(path, f"corrupt file: LibRaw cannot describe its raw data ({e})") from None
     visible_size = (int(mosaic.shape[0]), int(mosaic.shape[1]))
 
     # Black level per 2x2 site: LibRaw's per-colour black (black + cblack[c]) at each site's colour.
-    colors = raw.raw_colors_visible[:2, :2]
-    per_color = np.asarray(raw.black_level_per_channel, dtype=np.float64)
     black = per_color[colors]  # (2, 2), sites of the file's own pattern
-    white = float(raw.white_level)
     if not white > black.max():
         raise RawError(path, f"invalid levels: white level {white:g} is not above black level {black.max():g}")
+    if white > 65535:  # LibRaw's raw data is 16-bit
+        raise RawError(path, f"invalid levels: white level {white:g} is beyond 16-bit data")
+    _refuse_empty_data(path, mosaic, float(per_color.min()), white)
 
     top, left = _RED_SITE[cfa]
     h, w = (visible_size[0] - top) // 2 * 2, (visible_size[1] - left) // 2 * 2
+    if min(h, w) < _MIN_SIDE:
+        raise RawError(path, f"image too small: {visible_size[1]}x{visible_size[0]} pixels (camnet needs {_MIN_SIDE}x{_MIN_SIDE})")
     crop = Crop(top, left, visible_size[0] - top - h, visible_size[1] - left - w)
     cropped = mosaic[top : top + h, left : left + w]
     black_rggb = np.roll(black, (-top, -left), axis=(0, 1))  # black at RGGB sites after the crop
@@ -489,18 +602,20 @@ def _frame_from_libraw(
     scale = (white - black_rggb).reshape(4, 1, 1)
     packed = (planes.astype(np.float32) - black_rggb.reshape(4, 1, 1).astype(np.float32)) / scale.astype(np.float32)
 
-    meta = _with_libraw_fallbacks(exif, raw)
-    if iso_override:
+    if iso_override is not None:
         meta = dataclasses.replace(meta, iso=float(iso_override))
 
     noise_profile = noise_override
-    if noise_profile is None and iso_override:
+    if noise_profile is None and iso_override is not None:
         # The user asked for another ISO: the calibration at that ISO beats the file's own profile.
         noise_profile = noise.from_table(meta.make, meta.model, meta.iso)
         if noise_profile is None:
             notes.append(f"no noise calibration for {meta.camera} at ISO {iso_override:g}; the ISO given has no effect on the noise level")
     if noise_profile is None and dng_noise:
         noise_profile = noise.from_dng_noise_profile(dng_noise)
+        if noise_profile is None:
+            shown = ", ".join(f"{v:.3g}" for v in dng_noise[:6]) + (", ..." if len(dng_noise) > 6 else "")
+            notes.append(f"ignoring the file's NoiseProfile ({shown}): not a plausible noise level")
     if noise_profile is None:
         noise_profile = noise.from_table(meta.make, meta.model, meta.iso)
     if noise_profile is None:
@@ -512,8 +627,8 @@ def _frame_from_libraw(
         bad = _repair_bad_pixels(packed, noise_profile, threshold)
     np.clip(packed, 0.0, 1.0, out=packed)
 
-    wb, wb_source = _white_balance(raw, notes)
-    cam_to_xyz, matrix_source, d65_wb = _camera_matrix(raw, notes)
+    wb, wb_source = _white_balance(presets, notes)
+    cam_to_xyz, matrix_source, d65_wb = _camera_matrix(xyz_to_cam, cam_to_srgb, notes)
     if wb_source == "none" and d65_wb is not None:
         wb, wb_source = d65_wb, "matrix"
         notes.append("no white balance in the file; using the colour matrix's daylight neutral")
@@ -612,12 +727,16 @@ def _repair_bad_pixels(packed: np.ndarray, profile: NoiseProfile, threshold: flo
     value = packed[cs, ys, xs]
     is_hot = value > hi[cs, ys, xs]
     level = np.where(is_hot, hi[cs, ys, xs], lo[cs, ys, xs])
-    excess = np.abs(value - level) / np.sqrt(profile.variance(level))
+    # The noise's standard deviation, no less than a 16-bit step's (an estimate may say 0 read noise).
+    def sd(x: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(profile.variance(x), 1 / 65535**2 / 12))
+
+    excess = np.abs(value - level) / sd(level)
     # Every channel's neighbourhood at the candidate cells: (8, 4, n).
     around = np.stack([padded[:, ys + dy, xs + dx] for dy, dx in offsets])
     cell = packed[:, ys, xs]  # (4, n)
     mean = around.mean(axis=0)
-    lift = (cell - mean) / np.sqrt(profile.variance(mean))  # how far each colour stands out
+    lift = (cell - mean) / sd(mean)  # how far each colour stands out
     lift[cs, np.arange(len(cs))] = 0.0  # only the *other* colours count
     others = np.where(is_hot, lift.max(axis=0), (-lift).max(axis=0))
     keep = (excess > _BAD_PIXEL_SIGMAS) & (others < 3.0)
@@ -645,30 +764,60 @@ def _count_nearby(mask: np.ndarray, radius: int) -> np.ndarray:
     )
 
 
-def _white_balance(raw: rawpy.RawPy, notes: list[str]) -> tuple[tuple[float, float, float], str]:
-    """As-shot gains (R, G, B) with G = 1, falling back to LibRaw's daylight gains."""
-    for gains, source in ((raw.camera_whitebalance, "camera"), (raw.daylight_whitebalance, "daylight")):
+def _white_balance(presets: tuple[list[float], list[float]], notes: list[str]) -> tuple[tuple[float, float, float], str]:
+    """As-shot gains (R, G, B) with G = 1, falling back to LibRaw's daylight gains; gains beyond
+    1/``_MAX_WB_GAIN``..``_MAX_WB_GAIN`` are left out.
+
+    Args:
+        presets: LibRaw's (R, G, B, G2) as-shot and daylight multipliers.
+    """
+    missing = why = "no as-shot white balance in the file"
+    for gains, source in zip(presets, ("camera", "daylight")):
         r, g, b, g2 = (float(x) for x in gains)
         g = g if g > 0 else g2
-        if all(math.isfinite(x) and x > 0 for x in (r, g, b)):
-            if source == "daylight":
-                notes.append("no as-shot white balance in the file; using the camera's daylight preset")
-            return (r / g, 1.0, b / g), source
+        if not all(math.isfinite(x) and x > 0 for x in (r, g, b)):
+            continue  # not in the file
+        wb = (r / g, 1.0, b / g)
+        if not all(1 / _MAX_WB_GAIN <= x <= _MAX_WB_GAIN for x in wb):
+            if source == "camera":
+                why = f"implausible as-shot white balance (R {wb[0]:.3g}, B {wb[2]:.3g})"
+            continue
+        if source == "daylight":
+            notes.append(f"{why}; using the camera's daylight preset")
+        return wb, source
+    if why != missing:
+        notes.append(f"{why}; ignored")
     return (1.0, 1.0, 1.0), "none"
 
 
-def _camera_matrix(raw: rawpy.RawPy, notes: list[str]) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
-    """White-balanced camera -> XYZ, where it came from, and the D65 gains it implies."""
-    xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3]
-    if np.any(xyz_to_cam) and abs(np.linalg.det(xyz_to_cam)) > 1e-8:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+def _camera_matrix(
+    xyz_to_cam: np.ndarray, cam_to_srgb: np.ndarray, notes: list[str]
+) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
+    """White-balanced camera -> XYZ, where it came from, and the D65 gains it implies.
+
+    Args:
+        xyz_to_cam, cam_to_srgb: LibRaw's (3, 3) ``rgb_xyz_matrix`` and ``color_matrix``, all zeros
+            where the file has none (DNGs: LibRaw leaves rgb_xyz_matrix empty and puts camera ->
+            sRGB in color_matrix).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # garbled matrices overflow; refused below
+        if _invertible(xyz_to_cam):
             cam_to_xyz, d65 = color.cam_to_xyz_from_xyz_to_cam(xyz_to_cam)
-        if np.all(np.isfinite(cam_to_xyz)) and np.all(d65 > 0):
-            return cam_to_xyz, "rgb_xyz_matrix", (float(d65[0]), 1.0, float(d65[2]))
-    # DNGs: LibRaw leaves rgb_xyz_matrix empty and puts camera -> sRGB in color_matrix.
-    cam_to_srgb = np.asarray(raw.color_matrix, dtype=np.float64)[:3, :3]
-    if np.any(cam_to_srgb) and abs(np.linalg.det(cam_to_srgb)) > 1e-8:
-        return color.cam_to_xyz_from_cam_to_srgb(cam_to_srgb), "color_matrix", None
-    notes.append("no colour matrix in the file; assuming sRGB primaries, colours will be off")
+            if _plausible_matrix(cam_to_xyz) and np.all((1 / _MAX_WB_GAIN <= d65) & (d65 <= _MAX_WB_GAIN)):
+                return cam_to_xyz, "rgb_xyz_matrix", (float(d65[0]), 1.0, float(d65[2]))
+        if _invertible(cam_to_srgb):
+            cam_to_xyz = color.cam_to_xyz_from_cam_to_srgb(cam_to_srgb)
+            if _plausible_matrix(cam_to_xyz):
+                return cam_to_xyz, "color_matrix", None
+    found = "an implausible" if np.any(xyz_to_cam) or np.any(cam_to_srgb) else "no"
+    notes.append(f"{found} colour matrix in the file; assuming sRGB primaries, colours will be off")
     return color.SRGB_TO_XYZ.copy(), "none", None
+
+
+def _invertible(m: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(m)) and abs(np.linalg.det(m)) > 1e-8)
+
+
+def _plausible_matrix(m: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(m)) and np.abs(m).max() <= _MAX_MATRIX_ENTRY)

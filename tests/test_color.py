@@ -161,6 +161,12 @@ def test_chroma_sigma_grows_with_the_noise_level():
     assert 0.5 < widths[2] < 1.5 and 3.5 < widths[4] < 5.5  # about 1 pixel at ISO 400 to about 4 at 25600 (a7R III)
 
 
+def test_chroma_sigma_is_bounded():
+    """A garbled noise level once made the filter gigabytes wide (it pads to a multiple of its width)."""
+    assert [color.chroma_sigma(omega) for omega in (1e9, 1e300, float("inf"))] == [color.MAX_CHROMA] * 3
+    assert color.chroma_sigma(float("nan")) == color.chroma_sigma(-1.0) == 0.0
+
+
 def test_gaussian_blur_keeps_constants_and_the_mean():
     x = torch.full((1, 2, 20, 30), 0.25)
     torch.testing.assert_close(color.gaussian_blur(x, 1.5), x)

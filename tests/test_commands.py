@@ -13,7 +13,7 @@ def test_parse_wb(text, expected):
     assert parse_wb(text) == expected
 
 
-@pytest.mark.parametrize("text", ["daylight", "1,2", "1,0,1", "a,b,c"])
+@pytest.mark.parametrize("text", ["daylight", "1,2", "1,0,1", "a,b,c", "nan,1,1", "inf,1,1", "1,1e-320,1"])
 def test_parse_wb_rejects(text):
     with pytest.raises(ValueError, match="--wb"):
         parse_wb(text)
@@ -43,7 +43,18 @@ def test_parse_noise_omega_splits_like_real_cameras(omega):
     assert p.read**2 == pytest.approx(noise.read_variance_for_shot(p.shot), rel=1e-3)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "0", "-1", "1,2,3", "-1,0.1", "0,0"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "0", "-1", "1,2,3", "-1,0.1", "0,0", "nan", "inf", "1e300", "1e9", "2", "1e-3,nan", "1e300,1e300", "0.5,1"],
+)
 def test_parse_noise_rejects(text):
-    with pytest.raises(ValueError, match="--noise"):
+    """Including levels beyond noise.MAX_OMEGA (noise as large as the full scale), which once overflowed
+    (1e300) or sized a filter of gigabytes (1e9)."""
+    with pytest.raises(ValueError, match="--noise") as info:
         parse_noise(text)
+    assert "\n" not in str(info.value)
+
+
+def test_parse_noise_takes_the_ceiling_itself():
+    assert parse_noise(str(noise.MAX_OMEGA)).omega == pytest.approx(noise.MAX_OMEGA)
+    assert parse_noise("0,1").omega == noise.MAX_OMEGA

@@ -26,9 +26,26 @@ def test_dng_noise_profile(values, shot, read):
     assert p.shot == pytest.approx(shot) and p.read == pytest.approx(read)
 
 
-@pytest.mark.parametrize("values", [(), (1e-4,), (-1e-4, 1e-6), (0.0, 0.0), (float("nan"), 1e-6)])
+@pytest.mark.parametrize(
+    "values",
+    [(), (1e-4,), (-1e-4, 1e-6), (0.0, 0.0), (float("nan"), 1e-6), (float("inf"), 1e-6), (1e300, 1e300), (1e9, 0.0), (0.6, 0.6)],
+)
 def test_dng_noise_profile_rejects_nonsense(values):
     assert noise.from_dng_noise_profile(values) is None
+
+
+def test_the_ceiling_is_far_above_every_calibration():
+    """from_table interpolates and never extrapolates, so its results are bounded by the tables."""
+    for cal in noise.CALIBRATIONS.values():
+        assert max(s + r**2 for s, r in zip(cal.shot, cal.read)) < noise.MAX_OMEGA / 100
+
+
+def test_estimate_is_capped_at_the_ceiling():
+    """Data normalised with garbled levels (here a noise of 100 times full scale) still gives a bounded level."""
+    packed = np.random.default_rng(0).normal(0, 100, (4, 64, 64))
+    est = noise.estimate_noise(packed)
+    assert est.omega == pytest.approx(noise.MAX_OMEGA)
+    assert est.shot >= 0 and est.read >= 0
 
 
 def test_table_hits_calibrated_settings_exactly():

@@ -1,5 +1,8 @@
 import os
+import signal
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,10 +10,10 @@ import rawpy
 import tifffile
 from PIL import Image, ImageOps
 
-from camnet_cli import color
+from camnet_cli import color, noise, pipeline
 from camnet_cli.dng import DngMetadata, write_dng
 from camnet_cli.raw import Crop, RawError, load_frame, read_metadata, uncrop, upright
-from tests.conftest import EXAMPLE_DNG, SONY_XYZ_TO_CAM, synthetic_raw, write_synthetic_dng
+from tests.conftest import EXAMPLE_DNG, REPO, SONY_XYZ_TO_CAM, synthetic_raw, write_synthetic_dng
 
 PHASES = {"RGGB": (0, 0), "GRBG": (0, 1), "GBRG": (1, 0), "BGGR": (1, 1)}
 
@@ -287,6 +290,163 @@ def test_fully_clipped_rows_are_not_taken_for_truncation(tmp_path):
     dn[:40] = 16383  # the sun filling the top of the frame
     write_dng(tmp_path / "sun.dng", dn, xyz_to_cam=SONY_XYZ_TO_CAM, as_shot_neutral=[0.5, 1, 0.7])
     assert load_frame(tmp_path / "sun.dng").packed[:, :20].min() == 1.0
+
+
+def test_refuses_black_level_above_white(tmp_path):
+    write_dng(tmp_path / "b.dng", np.full((64, 64), 2000, np.uint16), black_level=20000, xyz_to_cam=SONY_XYZ_TO_CAM)
+    assert "invalid levels" in _error(tmp_path / "b.dng")
+
+
+def test_refuses_images_too_small_to_develop(tmp_path):
+    write_dng(tmp_path / "s.dng", np.random.default_rng(0).normal(2000, 30, (24, 24)).astype(np.uint16), xyz_to_cam=SONY_XYZ_TO_CAM)
+    assert "too small" in _error(tmp_path / "s.dng")
+
+
+# --- damaged headers: each value is checked before use -----------------------------------------
+
+
+def _plain_dng(path, **options) -> None:
+    """A small DNG of noise around DN 2000, with a colour matrix and an as-shot neutral."""
+    dn = np.random.default_rng(0).normal(2000, 30, (64, 96)).astype(np.uint16)
+    write_dng(path, dn, **{"xyz_to_cam": SONY_XYZ_TO_CAM, "as_shot_neutral": [0.5, 1, 0.7], **options})
+
+
+def _patch(path, code: int, fmt: str, *values, value: bool = False, at: int = 0) -> None:
+    """Overwrite bytes of tag ``code``'s IFD entry (tag, type, count, value), or of the value it points to."""
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags[code]
+        offset = tag.valueoffset if value else tag.offset
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, offset + at, *values)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("profile", [(1e300, 1e300), (1e9, 1e9), (1e8, 0.0), (float("inf"), 1e-6), (0.6, 0.6)])
+def test_implausible_noise_profile_is_ignored_with_a_warning(tmp_path, profile):
+    _plain_dng(tmp_path / "n.dng", noise_profile=profile)
+    frame = load_frame(tmp_path / "n.dng")
+    assert frame.noise.source == "estimated" and frame.noise.omega <= noise.MAX_OMEGA
+    assert any("NoiseProfile" in w for w in frame.warnings)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak memory from Linux's /proc")
+def test_developing_a_huge_noise_profile_stays_within_memory(tmp_path):
+    """NoiseProfile (1e9, 1e9) once made the chroma filter gigabytes wide (21 GB on this mosaic): now
+    the profile is ignored, and a noise level given straight to ``develop`` has its filter width clamped.
+    In a child process, with a limit that fails fast instead of exhausting the machine."""
+    assert pipeline.chroma_width(None, 1e300) == pipeline.chroma_width(1e6, 0.0) == color.MAX_CHROMA
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_DATA, (2 << 30, 2 << 30))
+import numpy as np
+from camnet_cli.dng import write_dng
+from camnet_cli.engine import Engine
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
+from camnet_cli.pipeline import develop, develop_frame
+from camnet_cli.raw import load_frame
+from tests.conftest import SONY_XYZ_TO_CAM, TINY_WIDTHS
+
+dn = np.random.default_rng(0).normal(2000, 30, (128, 192)).astype(np.uint16)
+write_dng({str(tmp_path / "n.dng")!r}, dn, xyz_to_cam=SONY_XYZ_TO_CAM, noise_profile=(1e9, 1e9))
+frame = load_frame({str(tmp_path / "n.dng")!r})
+engine = Engine(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)),
+                device="cpu", precision="fp32", tile=0)
+assert develop_frame(engine, frame).srgb.shape == (128, 192, 3)
+assert develop(engine, frame.packed, 1e300, frame.wb, frame.cam_to_xyz).srgb.shape == (128, 192, 3)
+# This process's own peak (ru_maxrss would count the forked test runner's memory too: Linux keeps it across exec).
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))  # KiB
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) * 1024 < 1.5 * 2**30
+
+
+@pytest.mark.parametrize("iso", [1e300, 1e8, 0.0, float("nan")])
+def test_iso_override_outside_the_plausible_range_is_refused(tmp_path, iso):
+    _plain_dng(tmp_path / "f.dng")
+    with pytest.raises(RawError, match="ISO"):
+        load_frame(tmp_path / "f.dng", iso_override=iso)
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_invalid_orientation_leaves_the_image_as_stored(tmp_path, orientation):
+    _plain_dng(tmp_path / "o.dng", metadata=DngMetadata(orientation=orientation))
+    frame = load_frame(tmp_path / "o.dng")
+    assert frame.orientation == 1  # not LibRaw's reading of the bad tag (0 gave 8, 65535 gave 7)
+    assert any("orientation" in w for w in frame.warnings)
+
+
+def test_implausible_exif_numbers_are_dropped(tmp_path):
+    _plain_dng(tmp_path / "e.dng", metadata=DngMetadata(iso=800, exposure_time=0.01, f_number=2.8, focal_length=35))
+    _patch(tmp_path / "e.dng", 34855, "<HII", 4, 1, 4_000_000_000, at=2)  # ISOSpeedRatings made a LONG of 4e9
+    for code in (33434, 33437, 37386):  # ExposureTime, FNumber, FocalLength: 4e9 / 1
+        _patch(tmp_path / "e.dng", code, "<II", 4_000_000_000, 1, value=True)
+    frame = load_frame(tmp_path / "e.dng")
+    m = frame.metadata
+    assert (m.iso, m.exposure_time, m.f_number, m.focal_length) == (None, None, None, None)  # LibRaw's copies too
+    assert sum("implausible EXIF" in w for w in frame.warnings) == 4
+
+
+def test_header_text_is_made_one_line(tmp_path):
+    _plain_dng(tmp_path / "t.dng", metadata=DngMetadata(make="Evil\nCam\x1b[2J", model="X" * 500))
+    m = load_frame(tmp_path / "t.dng").metadata
+    assert m.make == "Evil Cam [2J" and m.model == "X" * 100
+
+
+@pytest.mark.parametrize("neutral", [[1 / 100, 1, 0.7], [0.5, 1, 1 / 100]])
+def test_implausible_as_shot_white_balance_falls_back(tmp_path, neutral):
+    _plain_dng(tmp_path / "w.dng", as_shot_neutral=neutral)  # a gain of 100 (LibRaw itself drops gains below ~1/50)
+    frame = load_frame(tmp_path / "w.dng")
+    assert frame.wb_source == "daylight" and all(1 / 64 <= g <= 64 for g in frame.wb)
+    assert any("implausible as-shot white balance" in w for w in frame.warnings)
+
+
+def test_implausible_colour_matrix_falls_back_to_srgb(tmp_path):
+    matrix = SONY_XYZ_TO_CAM.copy()
+    matrix[2, 0] = 85000  # a flipped high byte in ColorMatrix1
+    _plain_dng(tmp_path / "m.dng", xyz_to_cam=matrix)
+    frame = load_frame(tmp_path / "m.dng")
+    assert frame.matrix_source == "none"
+    np.testing.assert_allclose(frame.cam_to_xyz, color.SRGB_TO_XYZ)
+    assert any("implausible colour matrix" in w for w in frame.warnings)
+
+
+def test_date_out_of_range_is_ignored(tmp_path):
+    _plain_dng(tmp_path / "d.dng", metadata=DngMetadata(date="9999:99:99 00:00:00"))
+    _patch(tmp_path / "d.dng", 36867, "<H", 306)  # as DateTime, which LibRaw reads: year 10007 for datetime
+    frame = load_frame(tmp_path / "d.dng")
+    assert frame.metadata.date is None
+    assert any("date" in w for w in frame.warnings)
+
+
+def test_colour_filter_libraw_cannot_describe_is_a_one_line_error(tmp_path):
+    """A 4x4 CFAPattern of mostly red, as flipped bytes make: LibRaw packs it into filters = 288,
+    which rawpy's raw_pattern cannot turn into a pattern (NotImplementedError)."""
+    _plain_dng(tmp_path / "c.dng", cfa_pattern="RRBRG" + "R" * 11)
+    assert _error(tmp_path / "c.dng") == "corrupt file: LibRaw cannot describe its raw data (filters: 288)"
+
+
+@pytest.mark.parametrize("width, height, reason", [(20000, 20000, "in a file of"), (60000, 60000, "at most 500 MP")])
+def test_raw_area_the_file_cannot_hold_is_refused_before_unpacking(tmp_path, monkeypatch, width, height, reason):
+    _plain_dng(tmp_path / "big.dng")
+    _patch(tmp_path / "big.dng", 256, "<I", width, at=8)  # ImageWidth
+    _patch(tmp_path / "big.dng", 257, "<I", height, at=8)  # ImageLength
+    monkeypatch.setattr("camnet_cli.raw._read_tiff_info", lambda path: None)  # as for a raw format tifffile cannot parse
+    assert reason in _error(tmp_path / "big.dng")
+
+
+def test_refuses_special_files_without_opening_them(tmp_path):
+    os.mkfifo(tmp_path / "f.dng")
+    os.symlink(tmp_path / "nowhere.dng", tmp_path / "dangling.dng")
+    os.symlink(tmp_path / "loop.dng", tmp_path / "loop.dng")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("load_frame opened the FIFO"))
+    signal.alarm(10)
+    try:
+        assert _error(tmp_path / "f.dng") == "not a regular file (a FIFO)"
+    finally:
+        signal.alarm(0)
+    assert _error(tmp_path / "dangling.dng") == "broken symbolic link"
+    assert _error(tmp_path / "loop.dng") == "symbolic link loop"
 
 
 # --- the real files --------------------------------------------------------------------------
