@@ -1,42 +1,49 @@
 """A batch of raw files through camnet: decode, develop, encode, overlapped and crash-proof.
 
-- Decoding runs in child processes, one per file, a few ahead of the network: LibRaw can
-  crash the process on malformed input, and then only that file fails. A child that dies
-  or does not answer within the timeout is that file's failure.
+- Decoding runs in child processes, one per file, a few ahead of the network
+  (``decoding.Decode``): a crashed or hung decoder costs only its file.
 - The network runs in this process on one frame at a time.
 - Encoding runs in threads, a few behind the network.
 So while image k is on the device, k+1 is being decoded and k-1 encoded, and no more than
 a handful of images are in memory, however long the batch.
+
+Runs may share an output folder. Each output is claimed (``files.claim``) before its raw is
+decoded, so two runs never develop the same one, and every output records the raw it came from
+(``source_id``, in its XMP): a name already taken by another raw's output gives this raw a name of
+its own (``<stem>-<id>``), never a silent skip.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import dataclasses
+import hashlib
+import os
 import signal
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from camnet_cli import export
+from camnet_cli import __version__, export, files
+from camnet_cli.decoding import Decode, InternalError, context, decode_child
 from camnet_cli.engine import Engine
-from camnet_cli.files import temp_pattern
 from camnet_cli.noise import NoiseProfile
 from camnet_cli.pipeline import develop_frame
-from camnet_cli.raw import Frame, Metadata, RawError, load_frame
+from camnet_cli.raw import Frame, Metadata, RawError
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input and where its outputs go."""
+    """One input and where its outputs go (before the claim: where they would go by name)."""
 
     path: Path
     output: Path
@@ -45,13 +52,19 @@ class Job:
 
 @dataclass
 class Outcome:
-    """What happened to one job: status "ok", "skipped" or "failed"."""
+    """What happened to one job: status "ok", "skipped" or "failed".
+
+    Attributes:
+        internal: the failure was a bug of camnet's (``details`` holds its traceback).
+    """
 
     job: Job
     status: str
     error: str = ""
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
+    internal: bool = False
+    details: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,100 +81,73 @@ class Settings:
     overwrite: bool = False
     jobs: int = 2
     decode_timeout: float = 300.0
+    style: str = ""  # the weights' names, recorded in each output
+    restore: str = ""
+
+    def digest(self) -> str:
+        """Identifies what changes the pixels (not the batch options), to tell outputs of other settings."""
+        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma)
+        return hashlib.sha256(repr(what).encode()).hexdigest()[:12]
 
 
 def plan_jobs(paths: list[Path], out_dir: Path, ext: str, linear: bool = False) -> list[Job]:
-    """Name each input's outputs ``<stem><ext>`` in ``out_dir``, never two the same.
+    """Name each input's outputs ``<stem><ext>`` (and ``<stem>.linear.tif``) in ``out_dir``.
 
-    Stems that collide (``a/IMG_1.ARW`` and ``b/IMG_1.ARW``, or ``IMG_1.ARW`` and
-    ``IMG_1.DNG``) get the raw's extension, then a counter, in input order, so that names are
-    the same on every run of the same batch.
+    These are the names by default: where another raw's output already has one, the batch gives
+    this raw ``<stem>-<id><ext>`` when it claims it (``claim_output``), whatever else is in the batch.
     """
-    stems = [p.stem for p in paths]
-    counts: dict[str, int] = {}
-    for s in stems:
-        counts[s.lower()] = counts.get(s.lower(), 0) + 1
-    names: list[str] = []
-    taken: set[str] = set()
-    for path, stem in zip(paths, stems):
-        name = stem if counts[stem.lower()] == 1 else f"{stem}_{path.suffix.lstrip('.')}"
-        unique, n = name, 2
-        while unique.lower() in taken:
-            unique, n = f"{name}-{n}", n + 1
-        taken.add(unique.lower())
-        names.append(unique)
-    return [
-        Job(path, out_dir / f"{name}{ext}", out_dir / f"{name}.linear.tif" if linear else None)
-        for path, name in zip(paths, names)
-    ]
+    return [Job(p, out_dir / f"{p.stem}{ext}", out_dir / f"{p.stem}.linear.tif" if linear else None) for p in paths]
 
 
-# --- decoding in child processes ------------------------------------------------------------
+def source_id(path: Path) -> str:
+    """What identifies a raw: its real path (links followed), hashed so that no folder name is published."""
+    return hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def _decode_child(path: str, iso: float | None, noise: NoiseProfile | None, conn: Connection) -> None:
-    try:
-        frame = load_frame(path, noise_override=noise, iso_override=iso)
-        conn.send(("ok", frame))
-    except RawError as e:
-        conn.send(("error", e.reason))
-    except BaseException as e:  # a bug, reported as this file's failure
-        conn.send(("error", f"internal error while decoding: {type(e).__name__}: {e}"))
-    finally:
-        conn.close()
+def _renamed(job: Job, stem: str) -> Job:
+    out = job.output.with_name(f"{stem}{job.output.suffix}")
+    return dataclasses.replace(job, output=out, linear_output=out.with_name(f"{stem}.linear.tif") if job.linear_output else None)
 
 
-def _context() -> mp.context.BaseContext:
-    """forkserver where there is one: children start fast and clean (no threads forked)."""
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["camnet_cli.raw"])
-        return ctx
-    return mp.get_context("spawn")
+def claim_output(job: Job, settings: Settings) -> tuple[Job, files.Claim] | Outcome:
+    """Claim the output this raw should get, or say why it is skipped or cannot be developed.
 
-
-class _Decode:
-    """One file being decoded in its own process."""
-
-    def __init__(self, ctx: mp.context.BaseContext, path: Path, settings: Settings, target: Callable[..., None]) -> None:
-        self.path = path
-        self.started = time.monotonic()
-        self.conn, child_conn = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=target, args=(str(path), settings.iso, settings.noise, child_conn), daemon=True)
-        self.process.start()
-        child_conn.close()
-
-    def result(self, timeout: float) -> Frame:
-        """The frame, or a RawError saying why not (including a crashed or hung decoder)."""
-        try:
-            if not self.conn.poll(max(0.0, timeout - (time.monotonic() - self.started))):
-                self.kill()
-                raise RawError(self.path, f"decoder did not finish within {timeout:g} s (killed)")
-            status, value = self.conn.recv()
-        except EOFError:
-            self.process.join(5)
-            code = self.process.exitcode
-            why = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-            raise RawError(self.path, f"the raw decoder crashed ({why})") from None
-        finally:
-            self.conn.close()
-        self.process.join(5)
-        if status == "error":
-            raise RawError(self.path, value)
-        return value
-
-    def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
+    The default name is taken unless another raw's output has it (recorded in that file), or
+    another run is developing another raw there; then ``<stem>-<id>``, whose id is this raw's own.
+    An output of this same raw is skipped (replaced with ``overwrite``); so is a file at the name
+    that camnet did not record, which may be anyone's.
+    """
+    sid = source_id(job.path)
+    candidates = [job, _renamed(job, f"{job.output.stem}-{sid[:8]}")]
+    for candidate in candidates:
+        got = files.claim(candidate.output, sid)
+        if isinstance(got, str):
+            if got in ("", sid):
+                return Outcome(candidate, "skipped", f"{candidate.output} is being developed by another camnet run")
+            continue  # another run develops another raw under this name
+        recorded = export.read_provenance(candidate.output) if candidate.output.exists() else None
+        if recorded is not None and recorded.get("Source", sid) != sid:
+            got.release()
+            continue
+        if recorded is not None and not settings.overwrite:
+            got.release()
+            other = recorded and recorded.get("Settings") != settings.digest()
+            why = "exists, made from this raw with other settings" if other else "exists"
+            return Outcome(candidate, "skipped", f"{candidate.output} {why} (use --overwrite to replace it)")
+        for out in (candidate.output, candidate.linear_output):
+            if out is not None:
+                files.remove_stale(out)
+        return candidate, got
+    return Outcome(job, "failed", f"{job.path}: {job.output.name} and {candidates[1].output.name} are both taken by other raws' outputs")
 
 
 # --- the batch ------------------------------------------------------------------------------
 
 
 @contextmanager
-def stop_on_interrupt() -> Iterator[threading.Event]:
-    """The first Ctrl-C sets the event (finish the current file, then stop); a second one aborts."""
+def stop_on_interrupt(notice: str = "") -> Iterator[threading.Event]:
+    """The first Ctrl-C sets the event (finish the current file, then stop) and prints ``notice``;
+    a second one aborts."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -171,6 +157,8 @@ def stop_on_interrupt() -> Iterator[threading.Event]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        if notice:
+            os.write(2, f"\n{notice}\n".encode())  # plain write: safe in a signal handler, under a progress bar
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -179,12 +167,35 @@ def stop_on_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _encode(job: Job, meta: Metadata, srgb: np.ndarray, linear: np.ndarray | None, settings: Settings) -> float:
+def _encode(job: Job, meta: Metadata, srgb: np.ndarray, linear: np.ndarray | None, settings: Settings, provenance: dict[str, str]) -> float:
+    """Write a job's outputs as one unit: the photo and its linear companion both, or neither."""
     t = time.perf_counter()
-    export.write_image(job.output, srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits)
+    writes = [(job.output, export.image_writer(srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, provenance=provenance))]
     if job.linear_output is not None and linear is not None:
-        export.write_image(job.linear_output, linear, meta, fmt="tiff", bits=16, linear=True)
+        writes.append((job.linear_output, export.image_writer(linear, meta, fmt="tiff", bits=16, linear=True, provenance=provenance)))
+    files.atomic_write_all(writes)
     return time.perf_counter() - t
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
+def _failure(job: Job, e: BaseException, started: float, stages: dict[str, float] | None = None) -> Outcome:
+    """The outcome of an exception met while developing or writing ``job``: one line, and whether it is a bug of ours."""
+    seconds = time.perf_counter() - started
+    if isinstance(e, RawError):
+        return Outcome(job, "failed", str(e), seconds)
+    if isinstance(e, InternalError):
+        return Outcome(job, "failed", str(e), seconds, internal=True, details=e.details)
+    if _out_of_memory(e):
+        return Outcome(job, "failed", f"{job.path}: not enough memory to develop it ({type(e).__name__}); try a smaller --tile", seconds, stages or {})
+    if isinstance(e, files.WriteError) and isinstance(e.__cause__, OSError):
+        return Outcome(job, "failed", str(e), seconds, stages or {})  # a full disk, a permission problem
+    where = f" writing {e.path}" if isinstance(e, files.WriteError) else ""
+    cause = e.__cause__ if isinstance(e, files.WriteError) and e.__cause__ else e
+    details = "".join(traceback.format_exception(cause))
+    return Outcome(job, "failed", f"{job.path}: internal error{where} ({type(cause).__name__}: {cause})", seconds, stages or {}, True, details)
 
 
 def run_batch(
@@ -195,9 +206,12 @@ def run_batch(
     *,
     stop: threading.Event | None = None,
     on_start: Callable[[Job], None] | None = None,
-    decoder: Callable[..., None] = _decode_child,
+    decoder: Callable[..., None] = decode_child,
 ) -> list[Outcome]:
     """Develop every job; ``report`` is called once per job, in order, as each finishes.
+
+    No file ends the batch: a bad raw, a crashed decoder, a full disk or a bug of ours while
+    developing one file is that file's failed outcome, and the batch goes on.
 
     Args:
         decoder: what the child processes run (a module-level function: children look it up
@@ -206,61 +220,72 @@ def run_batch(
     Returns the outcomes of the jobs that were reached (fewer than ``jobs`` if stopped).
     """
     stop = stop or threading.Event()
-    ctx = _context()
+    ctx = context()
     ahead = max(1, settings.jobs)
-    decodes: dict[int, _Decode] = {}
-    todo = [j for j in jobs]
-    skip = [not settings.overwrite and j.output.exists() for j in todo]
+    claims: dict[int, tuple[Job, files.Claim] | Outcome] = {}
+    decodes: dict[int, Decode] = {}
     outcomes: list[Outcome] = []
-    pending: deque[tuple[Job, float, dict[str, float], Future[float]]] = deque()
+    pending: deque[tuple[Job, files.Claim, float, dict[str, float], Future[float]]] = deque()
 
-    def finish_oldest() -> None:
-        job, started, stages, future = pending.popleft()
-        try:
-            stages["encode"] = future.result()
-            outcome = Outcome(job, "ok", seconds=time.perf_counter() - started, stages=stages)
-        except Exception as e:  # a full disk, a permission problem: this file fails, the batch goes on
-            outcome = Outcome(job, "failed", f"cannot write {job.output}: {e}", time.perf_counter() - started, stages)
+    def finish(outcome: Outcome) -> None:
         outcomes.append(outcome)
         report(outcome)
 
-    def start_decodes(i: int) -> None:
-        for k in range(i, min(len(todo), i + ahead + 1)):
-            if k not in decodes and not skip[k] and len(decodes) < ahead + 1:
-                decodes[k] = _Decode(ctx, todo[k].path, settings, decoder)
+    def finish_oldest() -> None:
+        job, claim, started, stages, future = pending.popleft()
+        try:
+            stages["encode"] = future.result()
+            finish(Outcome(job, "ok", seconds=time.perf_counter() - started, stages=stages))
+        except Exception as e:
+            finish(_failure(job, e, started, stages))
+        finally:
+            claim.release()
 
-    _remove_stale_temporaries(jobs)
+    def start_decodes(i: int) -> None:
+        """Claim the next few outputs and start decoding their raws."""
+        for k in range(i, min(len(jobs), i + ahead + 1)):
+            if k not in claims:
+                try:
+                    claims[k] = claim_output(jobs[k], settings)
+                except OSError as e:  # the output folder is gone, or not ours to write
+                    claims[k] = Outcome(jobs[k], "failed", f"cannot write {jobs[k].output}: {e.strerror or e}")
+            if k not in decodes and not isinstance(claims[k], Outcome) and len(decodes) < ahead + 1:
+                decodes[k] = Decode(ctx, jobs[k].path, settings.iso, settings.noise, decoder)
+
     with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as encoders:
         try:
-            for i, job in enumerate(todo):
+            for i in range(len(jobs)):
                 if stop.is_set():
                     break
-                if skip[i]:
+                start_decodes(i)
+                claimed = claims.pop(i)
+                if isinstance(claimed, Outcome):
                     while pending:
                         finish_oldest()
-                    outcome = Outcome(job, "skipped", f"{job.output} exists")
-                    outcomes.append(outcome)
-                    report(outcome)
+                    finish(claimed)
                     continue
-                start_decodes(i)
+                job, claim = claimed
                 if on_start:
                     on_start(job)
                 started = time.perf_counter()
                 try:
                     frame = decodes.pop(i).result(settings.decode_timeout)
-                except RawError as e:
+                    stages = {"decode": time.perf_counter() - started}
+                    start_decodes(i + 1)
+                    developed = develop_frame(engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma)
+                    if not np.isfinite(developed.srgb).all():  # weights that hold huge values overflow
+                        raise RawError(job.path, "the networks gave NaN or infinite values: are the weights broken?")
+                except Exception as e:
                     while pending:
                         finish_oldest()
-                    outcome = Outcome(job, "failed", str(e), time.perf_counter() - started)
-                    outcomes.append(outcome)
-                    report(outcome)
+                    claim.release()
+                    finish(_failure(job, e, started))
                     continue
-                stages = {"decode": time.perf_counter() - started}
-                start_decodes(i + 1)
-                developed = develop_frame(engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma)
                 stages.update(developed.seconds)
+                provenance = _provenance(job, frame, settings)
                 # The encoder gets the images and the metadata only: the frame's planes and the XYZ go now.
-                pending.append((job, started, stages, encoders.submit(_encode, job, frame.metadata, developed.srgb, developed.linear, settings)))
+                future = encoders.submit(_encode, job, frame.metadata, developed.srgb, developed.linear, settings, provenance)
+                pending.append((job, claim, started, stages, future))
                 del frame, developed
                 while len(pending) > settings.jobs:
                     finish_oldest()
@@ -269,13 +294,23 @@ def run_batch(
         finally:
             for d in decodes.values():
                 d.kill()
+            for c in claims.values():
+                if not isinstance(c, Outcome):
+                    c[1].release()
+            for _, claim, *_ in pending:  # after a second Ctrl-C
+                claim.release()
     return outcomes
 
 
-def _remove_stale_temporaries(jobs: list[Job]) -> None:
-    """Temporary files a killed earlier run left next to these outputs."""
-    for job in jobs:
-        for out in (job.output, job.linear_output):
-            if out is not None and out.parent.is_dir():
-                for stale in out.parent.glob(temp_pattern(out)):
-                    stale.unlink(missing_ok=True)
+def _provenance(job: Job, frame: Frame, settings: Settings) -> dict[str, str]:
+    """What the output's XMP records: the raw it came from (``claim_output`` reads it back) and how it was made."""
+    return {
+        "Source": source_id(job.path),
+        "SourceName": job.path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),  # XMP is UTF-8
+        "Settings": settings.digest(),
+        "Style": settings.style,
+        "Restore": settings.restore,
+        "NoiseLevel": f"{frame.noise.omega:.4g}",
+        "NoiseSource": frame.noise.source,
+        "Version": __version__,
+    }

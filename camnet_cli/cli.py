@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Annotated
 
 import typer
 
-from camnet_cli import __version__
+from camnet_cli import __version__, commands
 from camnet_cli.commands import bench, develop, evaluate, inspect, train
 
 app = typer.Typer(
@@ -41,8 +42,15 @@ def callback(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print the traceback of internal errors (may also follow the command).")] = False,
 ) -> None:
     """A raw photo developer whose pipeline is a learned network (CameraNet)."""
+    commands.DEBUG = debug
+
+
+def with_debug_first(argv: list[str]) -> list[str]:
+    """``--debug`` belongs to ``camnet`` itself; users also put it after the command."""
+    return ["--debug", *[a for a in argv if a != "--debug"]] if "--debug" in argv else argv
 
 
 def with_optional_values(argv: list[str]) -> list[str]:
@@ -57,5 +65,10 @@ def with_optional_values(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    """The ``camnet`` console script."""
-    app(args=with_optional_values(sys.argv[1:]), prog_name="camnet")
+    """The ``camnet`` console script: no traceback escapes it, unless asked for with ``--debug``."""
+    argv = with_debug_first(with_optional_values(sys.argv[1:]))
+    try:
+        app(args=argv, prog_name="camnet")
+    except Exception as e:  # a bug of ours that no command caught
+        commands.internal_error(f"internal error ({type(e).__name__}: {e})", traceback.format_exc())
+        sys.exit(commands.EXIT_INTERNAL)

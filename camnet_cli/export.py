@@ -1,7 +1,9 @@
 """Writing developed images: JPEG, PNG or TIFF, 8 or 16 bits, with EXIF and an ICC profile.
 
 Every file is written to a temporary name in the target folder and renamed into place,
-so an interrupted run never leaves a half-written file under the final name. Pixels
+so an interrupted run never leaves a half-written file under the final name. Each carries an
+XMP packet that says what made it (the raw it came from, the style, the noise level): the
+batch reads it back to tell its own outputs from another raw's. Pixels
 arrive upright (orientation already applied) and the EXIF orientation is 1.
 
 JPEG goes through Pillow (EXIF and ICC built in). Pillow cannot write 16-bit RGB PNG, so
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import struct
 import zlib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from xml.sax.saxutils import escape, unescape
 
 import numpy as np
 
@@ -155,16 +159,25 @@ def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
     return np.rint(np.clip(rgb, 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def write_image(
-    path: Path, rgb: np.ndarray, meta: Metadata, *, fmt: str = "jpeg", quality: int = 92, bits: int = 8, linear: bool = False
-) -> None:
-    """Write an upright (H, W, 3) float image in [0, 1] with EXIF and ICC, atomically.
+def image_writer(
+    rgb: np.ndarray,
+    meta: Metadata,
+    *,
+    fmt: str = "jpeg",
+    quality: int = 92,
+    bits: int = 8,
+    linear: bool = False,
+    provenance: dict[str, str] | None = None,
+) -> Callable[[str], None]:
+    """What writes an upright (H, W, 3) float image in [0, 1] with EXIF, ICC and XMP to a path
+    (for ``files.atomic_write``, which gives it a temporary one).
 
     Args:
         fmt: "jpeg", "png" or "tiff".
         quality: JPEG quality, 1-100.
         bits: 8 or 16 (PNG and TIFF).
         linear: the pixels are linear sRGB primaries (for ``--save-linear``); the ICC says so.
+        provenance: ``camnet:`` fields for the XMP packet (``xmp_packet``): what made the file.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
@@ -173,27 +186,72 @@ def write_image(
     pixels = to_integers(rgb, bits)
     exif = exif_bytes(meta, (pixels.shape[1], pixels.shape[0]))
     icc = icc_profile(linear)
-    writer: Callable[[str], None]
+    xmp = xmp_packet(provenance or {})
     if fmt == "jpeg":
-        writer = lambda tmp: _write_jpeg(tmp, pixels, exif, icc, quality)  # noqa: E731
-    elif fmt == "png":
-        writer = lambda tmp: _write_png(tmp, pixels, exif, icc)  # noqa: E731
-    else:
-        writer = lambda tmp: _write_tiff(tmp, pixels, meta, icc)  # noqa: E731
-    files.atomic_write(path, writer)
+        return lambda tmp: _write_jpeg(tmp, pixels, exif, icc, xmp, quality)
+    if fmt == "png":
+        return lambda tmp: _write_png(tmp, pixels, exif, icc, xmp)
+    return lambda tmp: _write_tiff(tmp, pixels, meta, icc, xmp)
 
 
-def _write_jpeg(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes, quality: int) -> None:
+def write_image(path: Path, rgb: np.ndarray, meta: Metadata, **options) -> None:
+    """Write an image atomically; ``options`` as ``image_writer``'s."""
+    files.atomic_write(path, image_writer(rgb, meta, **options))
+
+
+# --- XMP: what made the file -------------------------------------------------------------------
+
+XMP_NAMESPACE = "https://camnet.invalid/ns/1.0/"  # camnet's own fields; no such host, as the XMP spec allows
+
+
+def xmp_packet(fields: dict[str, str]) -> bytes:
+    """An XMP packet (Adobe XMP Specification Part 1) with xmp:CreatorTool and ``camnet:<name>`` fields."""
+    attrs = "".join(f' camnet:{k}="{escape(str(v), {chr(34): "&quot;"})}"' for k, v in fields.items())
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:camnet="{XMP_NAMESPACE}"'
+        f' xmp:CreatorTool="{SOFTWARE}"{attrs}/>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def read_provenance(path: Path) -> dict[str, str]:
+    """The ``camnet:`` fields of a file camnet wrote (``xmp_packet``); empty for any other file."""
+    packet = b""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get(700) if tif.pages else None
+                packet = bytes(tag.value) if tag is not None else b""
+        else:
+            with open(path, "rb") as f:
+                packet = f.read(1 << 16)  # JPEG's APP1 and PNG's iTXt come before the pixels
+    except Exception:  # unreadable, or not an image: nothing recorded
+        return {}
+    start = packet.find(f'xmlns:camnet="{XMP_NAMESPACE}"'.encode())
+    if start < 0:
+        return {}
+    end = packet.find(b"/>", start)
+    text = packet[start:end].decode("utf-8", "replace")
+    return {k: unescape(v) for k, v in re.findall(r'camnet:(\w+)="([^"]*)"', text)}
+
+
+def _write_jpeg(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes, xmp: bytes, quality: int) -> None:
     from PIL import Image
 
-    Image.fromarray(pixels, "RGB").save(tmp, "JPEG", quality=quality, exif=exif, icc_profile=icc, subsampling=0 if quality >= 90 else 2)
+    Image.fromarray(pixels, "RGB").save(
+        tmp, "JPEG", quality=quality, exif=exif, icc_profile=icc, xmp=xmp, subsampling=0 if quality >= 90 else 2
+    )
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _write_png(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes) -> None:
+def _write_png(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes, xmp: bytes) -> None:
     """PNG (ISO/IEC 15948, with the eXIf chunk of PNG 1.5 extensions): 8 or 16-bit RGB."""
     h, w, _ = pixels.shape
     depth = pixels.dtype.itemsize * 8
@@ -208,18 +266,19 @@ def _write_png(tmp: str, pixels: np.ndarray, exif: bytes, icc: bytes) -> None:
         f.write(_png_chunk(b"iCCP", b"camnet\x00\x00" + zlib.compress(icc)))
         f.write(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
         f.write(_png_chunk(b"tEXt", b"Software\x00" + SOFTWARE.encode()))
+        f.write(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))  # uncompressed, no language
         f.write(_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)))
         f.write(_png_chunk(b"IEND", b""))
 
 
-def _write_tiff(tmp: str, pixels: np.ndarray, meta: Metadata, icc: bytes) -> None:
+def _write_tiff(tmp: str, pixels: np.ndarray, meta: Metadata, icc: bytes, xmp: bytes) -> None:
     import tifffile
 
     def rational(x: float) -> tuple[int, int]:
         f = Fraction(x).limit_denominator(100_000)
         return (f.numerator, f.denominator)
 
-    tags = [(34675, "B", len(icc), icc, True), (274, "H", 1, 1, True)]  # InterColorProfile, Orientation
+    tags = [(34675, "B", len(icc), icc, True), (274, "H", 1, 1, True), (700, "B", len(xmp), xmp, True)]  # ICC, Orientation, XMP
     if meta.make:
         tags.append((271, "s", 0, meta.make, True))
     if meta.model:

@@ -17,8 +17,8 @@ def hang(path, iso, noise, conn):
 
 def crash_on_bad(path, iso, noise, conn):
     """Decode normally, but die on files whose name says 'crash'."""
-    from camnet_cli.batch import _decode_child
+    from camnet_cli.decoding import decode_child
 
     if "crash" in os.path.basename(path):
         os.kill(os.getpid(), signal.SIGSEGV)
-    _decode_child(path, iso, noise, conn)
+    decode_child(path, iso, noise, conn)

@@ -35,12 +35,13 @@ def main(point: str, n: int, argv: list[str]) -> None:
 
         train_command.train = train
     elif point == "write":
-        real_write, calls = files.atomic_write, [0]
+        real_write, calls = files.atomic_write_all, [0]
 
-        def atomic_write(path, write):
-            calls[0] += 1
+        def atomic_write_all(items):
+            calls[0] += len(items)
             if calls[0] < n:
-                return real_write(path, write)
+                return real_write(items)
+            path, write = items[-1]
 
             def half(tmp):
                 write(tmp)
@@ -48,19 +49,19 @@ def main(point: str, n: int, argv: list[str]) -> None:
                     f.truncate(os.path.getsize(tmp) // 2)
                 _kill()
 
-            return real_write(path, half)
+            return real_write([*items[:-1], (path, half)])
 
-        files.atomic_write = atomic_write
+        files.atomic_write_all = atomic_write_all
     elif point == "interrupt":
-        real_write, calls = files.atomic_write, [0]
+        real_write, calls = files.atomic_write_all, [0]
 
-        def interrupted_write(path, write):
-            calls[0] += 1
-            if calls[0] == n:
+        def interrupted_write(items):
+            calls[0] += len(items)
+            if calls[0] - len(items) < n <= calls[0]:
                 os.kill(os.getpid(), signal.SIGINT)
-            return real_write(path, write)
+            return real_write(items)
 
-        files.atomic_write = interrupted_write
+        files.atomic_write_all = interrupted_write
     else:
         raise SystemExit(f"unknown point {point!r}")
     sys.argv = ["camnet", *argv]

@@ -54,3 +54,27 @@ def test_console_script_is_installed():
         pytest.skip("camnet is not on PATH (package not installed)")
     result = subprocess.run([exe, "inspect", str(EXAMPLE_DNG)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "SONY ILCE-7RM3" in result.stdout
+
+
+def test_an_uncaught_bug_is_one_line_unless_debug(monkeypatch, capsys):
+    from camnet_cli import cli, commands
+
+    def broken(**kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.setattr(commands, "DEBUG", False)
+    monkeypatch.setattr(sys, "argv", ["camnet", "inspect", "x.dng"])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 3
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: internal error (KeyError: 'boom') (a bug: run with --debug for the traceback, and report it)"
+    ]
+
+
+def test_debug_may_follow_the_command():
+    from camnet_cli.cli import with_debug_first
+
+    assert with_debug_first(["develop", "x.ARW", "--debug"]) == ["--debug", "develop", "x.ARW"]
+    assert with_debug_first(["develop", "x.ARW"]) == ["develop", "x.ARW"]

@@ -18,6 +18,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from camnet_cli import metrics
+from camnet_cli.batch import source_id
 from camnet_cli.cli import app
 from camnet_cli.color import camera_to_xyz
 from camnet_cli.dng import DngMetadata
@@ -175,7 +176,7 @@ def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
     shutil.copy(dng, other / "shot.dng")
     result = _run(dng, other / "shot.dng", "-o", tmp_path / "out")
     assert result.exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot_dng-2.jpg", "shot_dng.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(["shot.jpg", f"shot-{source_id(other / 'shot.dng')[:8]}.jpg"])
 
 
 @pytest.mark.parametrize(
@@ -246,6 +247,7 @@ def test_ctrl_c_stops_after_the_current_file(tiny_weights, batch, tmp_path):
     assert proc.returncode == 130, proc.stderr
     done = len(list(out.glob("*.png")))
     assert f"interrupted: {done} of {len(batch)} files developed" in proc.stderr and 1 <= done <= 2
+    assert "stopping after the files in progress (Ctrl-C again to abort)" in proc.stderr  # said at once, not after the wait
     _all_complete(out)
 
 
@@ -275,3 +277,57 @@ def test_new_user_default_develop_of_the_shipped_example(tmp_path, monkeypatch):
     assert img.shape == (640, 960, 3)
     assert 10 < img.mean() < 200 and img.std() > 5  # a picture, not black, white or flat
     assert img[..., 2].mean() > img[..., 0].mean()  # the stage light is blue
+
+
+def test_a_bug_on_one_file_is_one_line_and_exit_code_3(tiny_weights, dng, tmp_path, monkeypatch):
+    """An internal error is that file's one line, naming it; the batch goes on; exit code 3 tells a
+    script a bug happened; ``--debug`` (before or after the command) adds the traceback."""
+    from camnet_cli import batch, commands
+
+    other = tmp_path / "other.dng"
+    other.write_bytes(dng.read_bytes())
+    real = batch.develop_frame
+
+    def develop_frame(engine, frame, *args, **kwargs):
+        if frame.path.name == "shot.dng":
+            raise OverflowError("int too large to convert")
+        return real(engine, frame, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "develop_frame", develop_frame)
+    monkeypatch.setattr(commands, "DEBUG", False)
+    result = _run(dng, other, "-o", tmp_path / "out")
+    assert result.exit_code == 3, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {dng}: internal error (OverflowError: int too large to convert) (a bug: run with --debug for the traceback, and report it)"]
+    assert "Traceback" not in result.output and (tmp_path / "out" / "other.jpg").exists()
+    debug = runner.invoke(app, ["--debug", "develop", str(dng), "-o", str(tmp_path / "dbg")])
+    assert debug.exit_code == 3 and "Traceback" in debug.stderr and "raise OverflowError" in debug.stderr
+
+
+def test_a_file_name_with_a_newline_stays_on_one_line(tiny_weights, tmp_path):
+    odd = tmp_path / "two\nlines.dng"
+    odd.write_bytes(b"not a raw file")
+    result = _run(odd, "-o", tmp_path / "out", "--quiet")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"error: {tmp_path}/two\\nlines.dng: not a raw file LibRaw can read"]
+
+
+def test_two_runs_into_one_folder_develop_each_file_once(tiny_weights, batch, tmp_path):
+    """The same command started twice at once (or a second time while the first runs): every raw is
+    developed exactly once between them, neither run fails, and nothing is left half-done (fails on
+    879fa04: both developed every file, and one could delete the other's temporaries)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [sys.executable, "-m", "camnet_cli", "develop", *map(str, batch), "-o", str(out), "--format", "tiff", "--bits", "16", "--json", "-j", "1"]
+    env = {**os.environ, "CAMNET_WEIGHTS": str(tiny_weights)}
+    runs = [subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    records = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+        records += [json.loads(line) for line in stdout.splitlines()]
+    developed = sorted(r["input"] for r in records if r["status"] == "ok")
+    assert developed == sorted(map(str, batch))  # each once, by one run or the other
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.tif" for p in batch)
+    for path in out.iterdir():
+        assert tifffile.imread(path).shape[-1] == 3

@@ -16,9 +16,12 @@ from camnet_cli.batch import Job, Outcome, Settings, plan_jobs, run_batch, stop_
 from camnet_cli.commands import (
     ENSEMBLE_HELP,
     EXIT_FAILED,
+    EXIT_INTERNAL,
     EXIT_OK,
     error,
+    internal_error,
     make_engine,
+    one_line,
     parse_chroma,
     parse_noise,
     parse_wb,
@@ -29,6 +32,7 @@ from camnet_cli.commands import (
 )
 from camnet_cli.export import FORMATS
 from camnet_cli.inputs import expand_inputs
+from camnet_cli.raw import MAX_ISO
 from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
 
 DEFAULT_STYLE = "natural"
@@ -53,7 +57,7 @@ def develop(
         str | None, typer.Option(help="Restoration weights, name or path; default: the ones the style was trained with.", rich_help_panel=DEVELOP)
     ] = None,
     wb: Annotated[str, typer.Option("--wb", help="White balance: camera (as shot), auto (grey world) or R,G,B gains.", rich_help_panel=DEVELOP)] = "camera",
-    iso: Annotated[float | None, typer.Option(help="Take the noise level of this ISO instead of the file's.", min=1, rich_help_panel=DEVELOP)] = None,
+    iso: Annotated[float | None, typer.Option(help="Take the noise level of this ISO instead of the file's.", min=1, max=MAX_ISO, rich_help_panel=DEVELOP)] = None,
     noise_level: Annotated[
         str | None, typer.Option("--noise", help="Noise level: OMEGA, or SHOT,READ, in normalised raw units.", rich_help_panel=DEVELOP)
     ] = None,
@@ -87,7 +91,8 @@ def develop(
     Each input becomes <name>.jpg (or .png, .tif) in the output folder, with the raw's
     EXIF, an sRGB ICC profile and upright pixels. Bad files get one line each and the
     batch goes on. Exit code 0 when every file was developed or skipped, 1 when any
-    failed, 2 for usage errors, 130 when interrupted.
+    failed, 2 for usage errors, 3 when camnet hit an internal error (a bug) on any file,
+    130 when interrupted.
     """
     if fmt not in FORMATS:
         raise usage_error(f"--format {fmt}: use one of {', '.join(FORMATS)}")
@@ -117,8 +122,12 @@ def develop(
     engine = make_engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile, ensemble=ensemble)
 
     job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
-    settings = Settings(fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs, decode_timeout=decode_timeout)
+    settings = Settings(
+        fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs,
+        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name,
+    )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
+    internal = 0
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]developing"),
@@ -137,14 +146,18 @@ def develop(
         progress.update(task, current=job.path.name)
 
     def report(outcome: Outcome) -> None:
+        nonlocal internal
         counts[outcome.status] += 1
+        internal += outcome.internal
         done = counts["ok"] + counts["failed"]
         elapsed = time.perf_counter() - started
         progress.update(task, advance=1, rate=f"{done / elapsed:.2f} img/s" if done and elapsed > 0 else "")
-        if outcome.status == "failed":
+        if outcome.internal:
+            internal_error(outcome.error, outcome.details)
+        elif outcome.status == "failed":
             error(outcome.error)
         elif outcome.status == "skipped" and not quiet and not json_output:
-            progress.console.print(f"skipped: {outcome.error} (use --overwrite to replace it)", highlight=False, soft_wrap=True)
+            progress.console.print(f"skipped: {one_line(outcome.error)}", highlight=False, soft_wrap=True, markup=False)
         if json_output:
             stdout.out(
                 json.dumps(
@@ -159,7 +172,7 @@ def develop(
                 highlight=False,
             )
 
-    with stop_on_interrupt() as stop, progress:
+    with stop_on_interrupt("stopping after the files in progress (Ctrl-C again to abort)") as stop, progress:
         outcomes = run_batch(job_list, engine, settings, report, stop=stop, on_start=on_start)
     elapsed = time.perf_counter() - started
     if len(outcomes) < len(job_list):
@@ -173,7 +186,7 @@ def develop(
             soft_wrap=True,
             highlight=False,
         )
-    raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_OK)
+    raise typer.Exit(EXIT_INTERNAL if internal else EXIT_FAILED if counts["failed"] else EXIT_OK)
 
 
 def _check_writable(folder: Path) -> None:

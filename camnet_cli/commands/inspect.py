@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from camnet_cli.commands import EXIT_FAILED, EXIT_OK, error, parse_noise, stdout, usage_error, warning
+from camnet_cli.commands import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, error, internal_error, parse_noise, stdout, usage_error, warning
+from camnet_cli.decoding import InternalError, decode
 from camnet_cli.inputs import expand_inputs
-from camnet_cli.raw import Frame, RawError, load_frame
+from camnet_cli.raw import MAX_ISO, Frame, RawError
 
 # Human names of EXIF orientations.
 _ORIENTATION = {
@@ -36,7 +37,7 @@ def inspect(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders.")] = False,
     iso: Annotated[
         float | None,
-        typer.Option(help="Look the noise level up at this ISO instead of the file's.", rich_help_panel="Noise", min=1),
+        typer.Option(help="Look the noise level up at this ISO instead of the file's.", rich_help_panel="Noise", min=1, max=MAX_ISO),
     ] = None,
     noise_level: Annotated[
         str | None,
@@ -47,11 +48,13 @@ def inspect(
             rich_help_panel="Noise",
         ),
     ] = None,
+    decode_timeout: Annotated[float, typer.Option(help="Seconds before a stuck raw decoder is killed.", min=1)] = 300,
 ) -> None:
     """Show what camnet reads from raw files: camera, exposure, Bayer pattern, levels, white balance, noise.
 
     Files camnet cannot develop get one line each on stderr saying why; the others are
-    still shown. Exit code 1 when any file failed.
+    still shown. Each file is read in a child process, so that a file that crashes or hangs
+    the raw decoder costs only itself. Exit code 1 when any file failed, 3 on an internal error.
     """
     override = None
     if noise_level is not None:
@@ -65,13 +68,17 @@ def inspect(
     if not paths:
         raise usage_error("no input files")
 
-    failed = 0
+    failed = internal = 0
     for path in paths:
         try:
-            frame = load_frame(path, noise_override=override, iso_override=iso)
+            frame = decode(path, iso=iso, noise=override, timeout=decode_timeout)
         except RawError as e:
             error(str(e))
             failed += 1
+            continue
+        except InternalError as e:
+            internal_error(str(e), e.details)
+            internal += 1
             continue
         for note in frame.warnings:
             warning(f"{path}: {note}")
@@ -79,7 +86,7 @@ def inspect(
             stdout.out(json.dumps(summary(frame)), highlight=False)
         else:
             stdout.print(_table(frame))
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    raise typer.Exit(EXIT_INTERNAL if internal else EXIT_FAILED if failed else EXIT_OK)
 
 
 def summary(frame: Frame) -> dict[str, Any]:
