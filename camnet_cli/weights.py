@@ -39,6 +39,9 @@ _MAX_HEADER = 1 << 20
 # make the parser recurse until it fails.
 _MAX_NESTING = 8
 # Bytes per element of the float dtypes safetensors names: the only ones camnet writes.
+# Trained weights lie within about +-1 (the shipped ones within 0.9); values far beyond are
+# damage (flipped exponent bits), and would overflow the networks to NaN on every file.
+_MAX_WEIGHT = 1e4
 _ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
@@ -173,6 +176,10 @@ def load_weights(path: Path | str, stage: str | None = None) -> tuple[RestoreNet
     broken = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
     if broken is not None:
         raise WeightsError(f"{path}: tensor {broken!r} holds NaN or infinite values (from a diverged training run?)")
+    huge = next((k for k, v in state.items() if v.abs().max() > _MAX_WEIGHT), None)
+    if huge is not None:
+        top = state[huge].abs().max().item()
+        raise WeightsError(f"{path}: tensor {huge!r} holds {top:.3g}, implausible for trained weights (at most {_MAX_WEIGHT:g}): a damaged file?")
     net = build(config)
     net.load_state_dict(state, strict=True)
     return net.eval(), info

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from camnet_cli import weights
 from camnet_cli.cli import app
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
-from camnet_cli.weights import WeightsError, find_weights, installed, load_weights, read_info, save_weights
+from camnet_cli.weights import SHIPPED_DIR, WeightsError, find_weights, installed, load_weights, read_info, save_weights
 from tests.conftest import EXAMPLE_DNG, REPO, TINY_WIDTHS, save_tiny_weights
 
 
@@ -352,6 +352,17 @@ def test_non_finite_weights_are_refused(tmp_path, value):
         net.unet.out.bias[3] = value
     save_weights(tmp_path / "w.safetensors", net)
     assert "tensor 'unet.out.bias' holds NaN or infinite values" in refusal(tmp_path / "w.safetensors")
+
+
+def test_huge_finite_weights_are_refused(tmp_path):
+    """Flipped exponent bits (4e37 in one weight) loaded and overflowed to a NaN image on every file."""
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
+    with torch.no_grad():
+        net.unet.out.weight.view(-1)[7] = 4.3e37
+    save_weights(tmp_path / "w.safetensors", net)
+    assert "tensor 'unet.out.weight' holds 4.3e+37, implausible for trained weights" in refusal(tmp_path / "w.safetensors")
+    for shipped in SHIPPED_DIR.glob("*.safetensors"):
+        load_weights(shipped)  # real weights are far within the bound
 
 
 @pytest.mark.parametrize("damage", ["notch", "truncated"])
