@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from camnet_cli import __version__, commands
-from camnet_cli.commands import bench, develop, evaluate, inspect, train
+from camnet_cli.commands import bench, develop, evaluate, example, inspect, styles, train
 
 app = typer.Typer(
     name="camnet",
@@ -19,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(develop.develop)
+app.command()(styles.styles)
+app.command()(example.example)
 app.command()(bench.bench)
 app.command()(inspect.inspect)
 app.command("train-restore")(train.train_restore)

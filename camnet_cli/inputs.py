@@ -16,11 +16,12 @@ def expand_inputs(args: list[str], *, recursive: bool = False) -> tuple[list[Pat
     A path that exists is taken as is (a folder contributes the raw files in it, by
     extension, and in its subfolders with ``recursive``). A glob pattern is expanded
     here, so quoting it in a script works too. A plain path that does not exist (or is a
-    broken or looping link) is kept, so that processing it reports why like any other bad input.
+    broken or looping link), and a pattern that matches nothing, are kept, so that processing
+    them reports why like any other bad input.
 
     Returns:
-        ``(files, notes)``: the files, and one line for each pattern or folder that
-        contributed nothing, each folder entry with a raw extension that is no regular file,
+        ``(files, notes)``: the files, and one line for each folder that contributed nothing,
+        each folder entry with a raw extension that is no regular file,
         and each folder whose subfolders were not searched.
     """
     files: list[Path] = []
@@ -35,9 +36,9 @@ def expand_inputs(args: list[str], *, recursive: bool = False) -> tuple[list[Pat
         elif not path.exists() and _GLOB_CHARS & set(arg):
             matches = sorted(glob.glob(arg, recursive=recursive))
             found = [p for m in matches for p in (_raw_files_in(Path(m), recursive, notes) if Path(m).is_dir() else [Path(m)])]
-            if not found:
-                notes.append(f"{arg}: pattern matched nothing")
-            files += found
+            # A pattern that matches nothing is a missing input, as a missing file is (the shell
+            # passes an unmatched pattern on as it is): processing it reports it.
+            files += found or [path]
         else:
             files.append(path)
     seen: set[Path] = set()

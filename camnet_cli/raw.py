@@ -500,7 +500,9 @@ def not_a_regular_file(path: Path) -> str | None:
         mode = path.stat().st_mode
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            return "broken symbolic link" if path.is_symlink() else "no such file"
+            if path.is_symlink():
+                return "broken symbolic link"
+            return "no such file" + (" (nothing matches this pattern)" if set("*?[") & set(path.name) else "")
         if e.errno == errno.ELOOP:
             return "symbolic link loop"
         return f"cannot be read ({e.strerror or e})"

@@ -5,8 +5,8 @@ safetensors header, everything needed to rebuild it: the config and the facts of
 training. Loading never unpickles: a pickled PyTorch checkpoint is refused.
 
 Styles are found by name in, first, the user's folder (``$CAMNET_WEIGHTS``, default
-``~/.local/share/camnet/weights`` or the platform's equivalent) and then the ``weights/``
-folder of the camnet source tree; or given as a path.
+``~/.local/share/camnet/weights`` or the platform's equivalent) and then the weights that ship
+with camnet (``weights/`` in the source tree, inside the package once installed); or given as a path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ from camnet_cli.files import atomic_write
 from camnet_cli.model import EnhanceNet, OneStageNet, RestoreNet, build, config_from_dict, config_to_dict
 from camnet_cli.model.config import Config
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+def shipped(in_package: str, in_tree: str) -> Path:
+    """Where files that ship with camnet are: ``camnet_cli/<in_package>`` in an installed package
+    (pyproject.toml puts them there), ``<in_tree>`` beside the package in a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / in_package
+    return installed if installed.is_dir() else here.parent / in_tree
+
+
+SHIPPED_DIR = shipped("shipped", "weights")
 STAGES = ("restore", "enhance", "onestage")
 _FORMAT = "camnet-weights/2"  # /1: camnet 0.1, whose configs kept fields for older files
 # The shipped weights' headers are 7 KB (64 tensors); a 6-level net's would be under 10 KB.

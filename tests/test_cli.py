@@ -78,3 +78,33 @@ def test_debug_may_follow_the_command():
 
     assert with_debug_first(["develop", "x.ARW", "--debug"]) == ["--debug", "develop", "x.ARW"]
     assert with_debug_first(["develop", "x.ARW"]) == ["develop", "x.ARW"]
+
+
+def test_every_command_has_an_example_in_its_help():
+    from camnet_cli.cli import app as cli_app
+
+    for command in cli_app.registered_commands:
+        name = command.name or command.callback.__name__
+        result = _run(name, "--help")
+        assert result.exit_code == 0 and "Example" in result.output, name
+
+
+def test_example_copies_the_shipped_raw(tmp_path):
+    result = _run("example", tmp_path / "here")
+    copy = tmp_path / "here" / EXAMPLE_DNG.name
+    assert result.exit_code == 0 and result.stdout.strip() == str(copy)
+    assert copy.read_bytes() == EXAMPLE_DNG.read_bytes()
+    assert _run("example", tmp_path / "here").exit_code == 0  # again: the same file is fine
+    copy.write_bytes(b"mine")
+    refused = _run("example", tmp_path / "here")
+    assert refused.exit_code == 2 and "exists and is another file" in refused.stderr and copy.read_bytes() == b"mine"
+
+
+def test_styles_lists_what_develop_takes(tiny_weights):
+    result = _run("styles", "--json")
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    natural = next(r for r in rows if r["style"] == "natural")
+    assert natural["default"] and natural["restore"] == "default" and natural["path"].startswith(str(tiny_weights))
+    table = _run("styles")
+    assert table.exit_code == 0 and "natural (default)" in table.stdout

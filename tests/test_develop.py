@@ -182,7 +182,7 @@ def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["{missing}/*.ARW"], "no input files"),
+        (["{empty}"], "no input files"),
         (["{dng}", "-o", "{file}/sub"], "not writable"),
         (["{dng}", "--format", "jpeg", "--bits", "16"], "--bits"),
         (["{dng}", "--format", "gif"], "--format"),
@@ -195,10 +195,38 @@ def test_name_collisions_do_not_overwrite(tiny_weights, dng, tmp_path):
 )
 def test_usage_errors_exit_2(tiny_weights, dng, tmp_path, args, message):
     (tmp_path / "afile").write_text("x")
-    fill = {"missing": tmp_path / "nothing", "dng": dng, "file": tmp_path / "afile"}
+    (tmp_path / "empty").mkdir()
+    fill = {"empty": tmp_path / "empty", "dng": dng, "file": tmp_path / "afile"}
     result = _run(*[a.format(**fill) for a in args], *(["-o", tmp_path / "o"] if "-o" not in args else []))
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+    assert not (tmp_path / "o").exists()  # a usage error creates no output folder
+
+
+def test_output_may_name_the_file_and_formats_have_their_short_names(tiny_weights, dng, tmp_path):
+    """-o result.jpg writes that file (it made a folder result.jpg/); -o's extension sets the format;
+    --format jpg and tif are taken."""
+    assert _run(dng, "-o", tmp_path / "result.jpg").exit_code == 0
+    assert (tmp_path / "result.jpg").is_file() and Image.open(tmp_path / "result.jpg").format == "JPEG"
+    assert _run(dng, "-o", tmp_path / "sub" / "result.tif", "--bits", "16").exit_code == 0
+    assert tifffile.imread(tmp_path / "sub" / "result.tif").dtype == np.uint16
+    for alias, kind in (("jpg", "JPEG"), ("tif", "TIFF")):
+        assert _run(dng, "-o", tmp_path / alias, "--format", alias).exit_code == 0
+        assert [Image.open(p).format for p in (tmp_path / alias).iterdir()] == [kind]
+    two = _run(dng, dng.with_name("other.dng"), "-o", tmp_path / "both.jpg")
+    assert two.exit_code == 2 and "names one file, but there are 2 inputs" in two.stderr
+    clash = _run(dng, "-o", tmp_path / "x.png", "--format", "jpeg")
+    assert clash.exit_code == 2 and "a png name, but --format jpeg" in clash.stderr
+
+
+def test_a_missing_file_and_an_unmatched_pattern_both_exit_1(tiny_weights, dng, tmp_path):
+    result = _run(dng, tmp_path / "gone.ARW", tmp_path / "*.NEF", "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'gone.ARW'}: no such file",
+        f"error: {tmp_path / '*.NEF'}: no such file (nothing matches this pattern)",
+    ]
+    assert (tmp_path / "out" / "shot.jpg").exists()
 
 
 @pytest.fixture

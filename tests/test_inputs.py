@@ -52,8 +52,8 @@ def test_links_to_one_file_count_once(tmp_path):
     assert files == [tmp_path / "a.dng"]
 
 
-def test_empty_folder_and_pattern_say_so(tmp_path):
+def test_empty_folder_says_so_and_an_unmatched_pattern_is_kept_as_a_missing_input(tmp_path):
     (tmp_path / "empty").mkdir()
     files, notes = expand_inputs([str(tmp_path / "empty"), str(tmp_path / "*.nef")])
-    assert files == []
-    assert notes == [f"{tmp_path / 'empty'}: no raw files in this folder", f"{tmp_path / '*.nef'}: pattern matched nothing"]
+    assert files == [tmp_path / "*.nef"]
+    assert notes == [f"{tmp_path / 'empty'}: no raw files in this folder"]

@@ -12,7 +12,7 @@ from camnet_cli.dng import DngMetadata
 from tests.conftest import EXAMPLE_DNG, synthetic_raw, write_synthetic_dng
 
 JSON_KEYS = [
-    "path", "make", "model", "iso", "exposure_time", "cfa_pattern", "width", "height",
+    "path", "make", "model", "iso", "exposure_time", "f_number", "focal_length", "lens", "date", "cfa_pattern", "width", "height",
     "black_level", "white_level", "wb", "orientation", "noise",
 ]
 
@@ -30,7 +30,7 @@ def good_dng(tmp_path):
         synthetic_raw(height=128, width=192),
         cfa_offset=(1, 0),
         black=(500, 510, 520, 530),
-        metadata=DngMetadata(make="TESTCAM", model="T1", iso=800, exposure_time=1 / 125, orientation=8),
+        metadata=DngMetadata(make="TESTCAM", model="T1", iso=800, exposure_time=1 / 125, f_number=2.8, focal_length=35, date="2024:05:06 07:08:09", orientation=8),
     )
     return tmp_path / "good.dng"
 
@@ -50,6 +50,7 @@ def test_inspect_json_has_exactly_the_documented_keys(good_dng):
     assert record["path"] == str(good_dng)
     assert (record["make"], record["model"], record["iso"]) == ("TESTCAM", "T1", 800)
     assert record["exposure_time"] == pytest.approx(1 / 125)
+    assert (record["f_number"], record["focal_length"], record["date"]) == (pytest.approx(2.8), pytest.approx(35), "2024-05-06T07:08:09")
     assert record["cfa_pattern"] == "GBRG"
     assert (record["width"], record["height"]) == (127, 192)  # rotated: the visible 127 rows become the width
     assert record["black_level"] == [500, 510, 520, 530]
@@ -74,6 +75,7 @@ def test_inspect_real_arw(sony_arw):
     r = json.loads(result.stdout)
     assert (r["make"], r["model"], r["iso"], r["cfa_pattern"]) == ("SONY", "ILCE-7RM3", 3200, "RGGB")
     assert r["black_level"] == [512] * 4 and r["white_level"] == 16383
+    assert (r["lens"], r["date"], r["f_number"], r["focal_length"]) == ("E 55-210mm F4.5-6.3 OSS", "2018-07-11T01:18:47", 6.3, 129)
     table = noise.from_table("SONY", "ILCE-7RM3", 3200)  # an ARW has no DNG NoiseProfile: the calibration table's
     assert r["noise"]["source"] == "table" and r["noise"]["omega"] == pytest.approx(table.omega)
 
@@ -111,10 +113,14 @@ def test_folders_and_quoted_globs(good_dng, tmp_path):
     assert quoted.exit_code == 0 and len(quoted.stdout.splitlines()) == 1
 
 
-def test_nothing_matched_is_a_usage_error(tmp_path):
-    result = _run("inspect", str(tmp_path / "*.ARW"))
-    assert result.exit_code == 2
-    assert "matched nothing" in result.stderr and "no input files" in result.stderr
+def test_a_pattern_that_matches_nothing_fails_as_a_missing_file_does(tmp_path):
+    """Exit code 1 for both, one line each (a missing file exited 1, an unmatched pattern 2)."""
+    result = _run("inspect", str(tmp_path / "*.ARW"), str(tmp_path / "gone.ARW"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / '*.ARW'}: no such file (nothing matches this pattern)",
+        f"error: {tmp_path / 'gone.ARW'}: no such file",
+    ]
 
 
 def test_noise_and_iso_overrides():

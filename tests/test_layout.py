@@ -67,3 +67,17 @@ def test_no_import_cycle():
 def test_no_camnet_import_hidden_in_a_function():
     _, hidden = _graph()
     assert hidden == {}
+
+
+def test_every_subpackage_and_the_shipped_files_are_packaged():
+    """pyproject.toml lists the packages by hand (weights/ and examples/ are mapped into the package):
+    a new subpackage left out of the list would be missing from every installed camnet."""
+    import tomllib
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    subpackages = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert set(config["packages"]) == subpackages | {"camnet_cli.shipped", "camnet_cli.example"}
+    assert config["package-dir"] == {"camnet_cli.shipped": "weights", "camnet_cli.example": "examples"}
+    root = PACKAGE.parent
+    assert list(root.glob("weights/*.safetensors")) and list(root.glob("examples/*.dng"))
+    assert not list(root.glob("examples/*.py")) and not list(root.glob("weights/*.py"))  # would be installed as modules

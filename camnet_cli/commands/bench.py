@@ -25,7 +25,7 @@ ENGINE = "Engine"
 def bench(
     files: Annotated[list[str] | None, typer.Argument(help="Raw files for --e2e.", show_default=False)] = None,
     resolution: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the synthetic raw.")] = "4032x3024",
-    model: Annotated[str, typer.Option(help="Network size: paper or lite (random weights: speed only).")] = "paper",
+    model: Annotated[str, typer.Option(help="Network size: lite (what the shipped style uses) or paper (random weights: speed only).")] = "lite",
     iters: Annotated[int, typer.Option(help="Timed runs.", min=1)] = 3,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.", min=0)] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -38,7 +38,14 @@ def bench(
     compile_: Annotated[bool, typer.Option("--compile", help="Compile the networks (torch.compile).", rich_help_panel=ENGINE)] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="With --e2e: decoding and encoding workers.", min=1)] = 2,
 ) -> None:
-    """Measure speed and memory: a synthetic raw through both networks, or real files end to end."""
+    """Measure speed and memory: a synthetic raw through both networks, or real files end to end.
+
+    Examples:
+
+        camnet bench --resolution 4032x3024
+
+        camnet bench --e2e photos/*.ARW --baseline libraw
+    """
     if model not in MODEL_SIZES:
         raise usage_error(f"--model {model}: use one of {', '.join(MODEL_SIZES)}")
     match = re.fullmatch(r"(\d+)x(\d+)", resolution)

@@ -39,12 +39,21 @@ DEFAULT_STYLE = "natural"
 EXIT_INTERRUPTED = 130
 
 OUTPUT, DEVELOP, ENGINE, BATCH = "Output", "Development", "Engine", "Batch"
+_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+# -o with one of these extensions names the output file itself, as darktable-cli's does.
+_BY_EXTENSION = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff", ".tiff": "tiff"}
 
 
 def develop(
     files: Annotated[list[str], typer.Argument(help="Raw files, folders or glob patterns (quoted patterns are expanded too).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the developed files; created if missing.", rich_help_panel=OUTPUT)] = Path("."),
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jpeg, png or tiff.", rich_help_panel=OUTPUT)] = "jpeg",
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Folder for the developed files, created if missing; or, for one input, the file to write (its extension sets the format).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = Path("."),
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="jpeg (jpg), png or tiff (tif); default jpeg, or -o's extension.", rich_help_panel=OUTPUT)] = None,
     quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100, rich_help_panel=OUTPUT)] = 92,
     bits: Annotated[int, typer.Option(help="Bits per channel for png and tiff: 8 or 16.", rich_help_panel=OUTPUT)] = 8,
     save_linear: Annotated[
@@ -93,9 +102,23 @@ def develop(
     batch goes on. Exit code 0 when every file was developed or skipped, 1 when any
     failed, 2 for usage errors, 3 when camnet hit an internal error (a bug) on any file,
     130 when interrupted.
+
+    Examples:
+
+        camnet develop IMG_0001.ARW
+
+        camnet develop photos/ -r --format tiff --bits 16 -o developed/
+
+        camnet develop "shoot/*.NEF" --style natural --save-linear --json -o out/
     """
+    into_file = output.suffix.lower() in _BY_EXTENSION and not output.is_dir()
+    if fmt is None:
+        fmt = _BY_EXTENSION[output.suffix.lower()] if into_file else "jpeg"
+    fmt = _ALIASES.get(fmt.lower(), fmt.lower())
     if fmt not in FORMATS:
-        raise usage_error(f"--format {fmt}: use one of {', '.join(FORMATS)}")
+        raise usage_error(f"--format {fmt}: use one of jpeg (jpg), png or tiff (tif)")
+    if into_file and _BY_EXTENSION[output.suffix.lower()] != fmt:
+        raise usage_error(f"-o {output}: a {_BY_EXTENSION[output.suffix.lower()]} name, but --format {fmt}")
     if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
         raise usage_error(f"--bits {bits}: use 8, or 16 with png or tiff")
     try:
@@ -110,7 +133,8 @@ def develop(
         warning(note)
     if not paths:
         raise usage_error("no input files")
-    _check_writable(output)
+    if into_file and len(paths) > 1:
+        raise usage_error(f"-o {output}: names one file, but there are {len(paths)} inputs; give a folder")
 
     try:
         style_path = find_weights(style, "enhance")
@@ -120,8 +144,13 @@ def develop(
     except WeightsError as e:
         raise usage_error(str(e)) from None
     engine = make_engine(restore_net, enhance_net, device=device, precision=precision, compile=compile_, tile=tile, ensemble=ensemble)
+    folder = output.parent if into_file else output
+    _check_writable(folder)  # last: a usage error leaves no folder behind
 
-    job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
+    if into_file:
+        job_list = [Job(paths[0], output, output.with_suffix(".linear.tif") if save_linear else None)]
+    else:
+        job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
     settings = Settings(
         fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs,
         decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name,

@@ -60,6 +60,10 @@ def eval_(
     The restoration stage is scored in linear XYZ against the restoration ground truth; the whole
     pipeline in sRGB against the final ground truth (S-CIELAB and CIEDE2000: lower is better;
     grid: the 2-pixel pattern's RMS in 8-bit levels, lower is better).
+
+    Example:
+
+        camnet eval --data-root photos/ --enhance runs/enhance/enhance-natural.safetensors --baseline libraw,denoise
     """
     baselines = tuple(dict.fromkeys(b.strip() for b in baseline.split(","))) if baseline else ()
     for name in baselines:  # before any weights are loaded

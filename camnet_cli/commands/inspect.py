@@ -55,6 +55,12 @@ def inspect(
     Files camnet cannot develop get one line each on stderr saying why; the others are
     still shown. Each file is read in a child process, so that a file that crashes or hangs
     the raw decoder costs only itself. Exit code 1 when any file failed, 3 on an internal error.
+
+    Examples:
+
+        camnet inspect IMG_0001.ARW
+
+        camnet inspect photos/ -r --json
     """
     override = None
     if noise_level is not None:
@@ -99,6 +105,10 @@ def summary(frame: Frame) -> dict[str, Any]:
         "model": meta.model,
         "iso": _number(meta.iso),
         "exposure_time": meta.exposure_time,
+        "f_number": meta.f_number,
+        "focal_length": meta.focal_length,
+        "lens": meta.lens,
+        "date": meta.date,
         "cfa_pattern": frame.cfa_pattern,
         "width": width,
         "height": height,

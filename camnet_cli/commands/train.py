@@ -107,6 +107,10 @@ def train_restore(
     """Step 1a: train Restore-Net (demosaicking, denoising) on the restoration ground truth (paper Eq. 5).
 
     Writes OUTPUT/restore-NAME.safetensors, usable with `camnet develop --restore`.
+
+    Example:
+
+        camnet train-restore --dataset synthetic --data-root photos/ --model lite --steps 20000 --output runs/restore
     """
     _run("onestage" if one_stage else "restore", locals())
 
@@ -123,6 +127,10 @@ def train_enhance(
     """Step 1b: train Enhance-Net (a style) from the restoration ground truth to the final image (paper Eq. 6).
 
     Writes OUTPUT/enhance-NAME.safetensors.
+
+    Example:
+
+        camnet train-enhance --dataset fivek --data-root fivek/ --expert C --name expertC --output runs/enhance
     """
     _run("enhance", locals())
 
@@ -153,6 +161,10 @@ def finetune(
 
     Writes OUTPUT/restore-NAME.safetensors and OUTPUT/enhance-NAME.safetensors: the style NAME
     for `camnet develop --style`, which picks its restoration weights by itself.
+
+    Example:
+
+        camnet finetune --restore runs/restore/restore-natural.safetensors --enhance runs/enhance/enhance-natural.safetensors --data-root photos/
     """
     _run("joint", locals())
 

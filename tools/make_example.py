@@ -1,6 +1,6 @@
 """Recreate examples/sony_a7r3_iso3200_crop.dng from the shared Sony a7R III raw.
 
-Usage: python examples/make_example.py PATH/TO/sony_ILCE-7RM3_iso3200_DSC2164.ARW
+Usage: python tools/make_example.py PATH/TO/sony_ILCE-7RM3_iso3200_DSC2164.ARW
 
 The crop keeps the camera's Bayer data untouched (RGGB phase, DN values) and its
 metadata: levels, colour matrix, as-shot white balance and exposure tags.
@@ -27,7 +27,7 @@ def main(arw: str) -> None:
         black = [int(b) for b in raw.black_level_per_channel]
         white = int(raw.white_level)
     write_dng(
-        Path(__file__).with_name("sony_a7r3_iso3200_crop.dng"),
+        Path(__file__).resolve().parents[1] / "examples" / "sony_a7r3_iso3200_crop.dng",
         mosaic,
         cfa_pattern="RGGB",
         black_level=[black[0], black[1], black[3], black[2]],  # per site: R, G1, G2, B
