@@ -83,10 +83,11 @@ class Settings:
     decode_timeout: float = 300.0
     style: str = ""  # the weights' names, recorded in each output
     restore: str = ""
+    max_size: int | None = None  # the outputs' longest side at most, in pixels
 
     def digest(self) -> str:
         """Identifies what changes the pixels (not the batch options), to tell outputs of other settings."""
-        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma)
+        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma, self.max_size)
         return hashlib.sha256(repr(what).encode()).hexdigest()[:12]
 
 
@@ -272,7 +273,9 @@ def run_batch(
                     frame = decodes.pop(i).result(settings.decode_timeout)
                     stages = {"decode": time.perf_counter() - started}
                     start_decodes(i + 1)
-                    developed = develop_frame(engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma)
+                    developed = develop_frame(
+                        engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma, max_size=settings.max_size
+                    )
                     if not np.isfinite(developed.srgb).all():  # weights that hold huge values overflow
                         raise RawError(job.path, "the networks gave NaN or infinite values: are the weights broken?")
                 except Exception as e:

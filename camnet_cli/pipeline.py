@@ -56,6 +56,7 @@ def develop(
     orientation: int = 1,
     linear: bool = False,
     camera: torch.Tensor | None = None,
+    max_size: int | None = None,
 ) -> Developed:
     """Develop packed raw planes into images.
 
@@ -68,6 +69,7 @@ def develop(
         crop, orientation: the frame's phase crop and EXIF orientation, undone on the images.
         linear: also make the linear sRGB image.
         camera: (3, 2h, 2w) camera RGB to use instead of Restore-Net's (a baseline's demosaic).
+        max_size: the images' longest side at most, resampled down (``color.fit_within``) once upright.
     """
     t0 = time.perf_counter()
     if camera is None:
@@ -76,8 +78,10 @@ def develop(
     t1 = time.perf_counter()
 
     def finish(img: torch.Tensor) -> np.ndarray:
-        hwc = img.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
-        return upright(uncrop(hwc, crop), orientation)
+        hwc = upright(uncrop(img.clamp(0.0, 1.0).permute(1, 2, 0).numpy(), crop), orientation)
+        if max_size is not None and max(hwc.shape[:2]) > max_size:
+            hwc = color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size).permute(1, 2, 0).numpy()
+        return hwc
 
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
     if engine.enhance_net is not None:
@@ -90,11 +94,16 @@ def develop(
 
 
 def develop_frame(
-    engine: Engine, frame: Frame, wb: str | tuple[float, float, float] = "camera", linear: bool = False, chroma: float | None = None
+    engine: Engine,
+    frame: Frame,
+    wb: str | tuple[float, float, float] = "camera",
+    linear: bool = False,
+    chroma: float | None = None,
+    max_size: int | None = None,
 ) -> Developed:
     """``develop`` a decoded raw frame; ``wb``: "camera" (as shot), "auto" (grey world) or gains."""
     gains = frame.wb if wb == "camera" else color.auto_white_balance(frame.packed) if wb == "auto" else wb
     return develop(
         engine, frame.packed, frame.noise.omega, gains, frame.cam_to_xyz,  # type: ignore[arg-type]
-        chroma=chroma, crop=frame.crop, orientation=frame.orientation, linear=linear,
+        chroma=chroma, crop=frame.crop, orientation=frame.orientation, linear=linear, max_size=max_size,
     )

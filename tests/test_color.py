@@ -226,3 +226,16 @@ def test_srgb_slope_is_the_curves_derivative():
     color.linear_to_srgb(x).sum().backward()
     torch.testing.assert_close(color.srgb_slope(x.detach()), x.grad)
     assert color.srgb_slope(torch.tensor(1e-4)).item() == pytest.approx(12.92)
+
+
+def test_fit_within_keeps_the_aspect_and_filters():
+    from camnet_cli.color import fit_within
+
+    flat = torch.full((3, 300, 200), 0.25)
+    small = fit_within(flat, 60)
+    assert small.shape == (3, 60, 40) and torch.allclose(small, flat[:, :60, :40], atol=1e-6)
+    assert fit_within(flat, 300) is flat  # never enlarged
+    # A one-pixel checkerboard averages to grey when shrunk (no aliasing into a pattern).
+    board = ((torch.arange(256)[:, None] + torch.arange(256)[None]) % 2).float().expand(3, 256, 256)
+    grey = fit_within(board, 64)
+    assert grey.shape == (3, 64, 64) and (grey - 0.5).abs().max() < 0.02

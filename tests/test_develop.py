@@ -359,3 +359,43 @@ def test_two_runs_into_one_folder_develop_each_file_once(tiny_weights, batch, tm
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.tif" for p in batch)
     for path in out.iterdir():
         assert tifffile.imread(path).shape[-1] == 3
+
+
+def test_shards_run_at_once_develop_every_file_exactly_once(tiny_weights, tmp_path):
+    """--shard 1/3, 2/3 and 3/3 started together on one folder: each file by one of them, none twice."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    base = synthetic_raw(height=64, width=96)
+    for i in range(7):
+        write_synthetic_dng(folder / f"f{i}.dng", base)
+    env = {**os.environ, "CAMNET_WEIGHTS": str(tiny_weights)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "camnet_cli", "develop", str(folder), "-o", str(tmp_path / "out"), "--json", "-j", "1", "--shard", f"{i}/3"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in (1, 2, 3)
+    ]
+    parts = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+        parts.append([json.loads(line)["input"] for line in stdout.splitlines()])
+    assert sorted(sum(parts, [])) == sorted(str(p) for p in folder.iterdir())  # all, each once
+    assert [len(p) for p in parts] == [3, 2, 2]
+    assert len(list((tmp_path / "out").glob("*.jpg"))) == 7
+    for bad in ("0/3", "4/3", "1/0", "a/b", "2"):
+        assert _run(folder, "--shard", bad, "-o", tmp_path / "x").exit_code == 2
+
+
+def test_max_size_limits_the_long_side_after_orientation(tiny_weights, dng, tmp_path):
+    """The dng is 128 wide and 96 high as stored, and turned (orientation 6): upright 96 x 128."""
+    result = _run(dng, "-o", tmp_path, "--max-size", "64", "--save-linear")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "shot.jpg") as img:
+        assert img.size == (48, 64) and img.info.get("icc_profile")
+    exif = _exif(tmp_path / "shot.jpg")
+    assert (exif["EXIF ExifImageWidth"], exif["EXIF ExifImageLength"], exif["Image Orientation"]) == ("48", "64", "Horizontal (normal)")
+    assert tifffile.imread(tmp_path / "shot.linear.tif").shape == (64, 48, 3)
+    assert _run(dng, "-o", tmp_path / "big", "--max-size", "4000").exit_code == 0  # never enlarged
+    assert Image.open(tmp_path / "big" / "shot.jpg").size == (96, 128)

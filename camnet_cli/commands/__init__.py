@@ -130,3 +130,14 @@ def parse_noise(text: str) -> NoiseProfile:
     if not 0 < omega <= MAX_OMEGA:
         raise ValueError(f"--noise level (omega) must be above 0 and at most {MAX_OMEGA:g}, got {text!r}")
     return split_omega(omega) if len(numbers) == 1 else NoiseProfile(numbers[0], numbers[1], "user")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard``: ``I/N`` with 1 <= I <= N."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard takes I/N with 1 <= I <= N, e.g. 2/8; got {text!r}")
+    return i, n

@@ -24,6 +24,7 @@ from camnet_cli.commands import (
     one_line,
     parse_chroma,
     parse_noise,
+    parse_shard,
     parse_wb,
     stderr,
     stdout,
@@ -56,6 +57,13 @@ def develop(
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="jpeg (jpg), png or tiff (tif); default jpeg, or -o's extension.", rich_help_panel=OUTPUT)] = None,
     quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100, rich_help_panel=OUTPUT)] = 92,
     bits: Annotated[int, typer.Option(help="Bits per channel for png and tiff: 8 or 16.", rich_help_panel=OUTPUT)] = 8,
+    max_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-size", help="Longest side of the outputs at most, in pixels: resampled down (antialiased bicubic) once upright.",
+            min=16, rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     save_linear: Annotated[
         bool,
         typer.Option("--save-linear", help="Also write the restoration stage as <name>.linear.tif: 16-bit linear sRGB primaries (D65).", rich_help_panel=OUTPUT),
@@ -79,6 +87,14 @@ def develop(
         ),
     ] = "auto",
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders.", rich_help_panel=BATCH)] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: develop only the I-th of N parts of the inputs (every N-th file, from the I-th), so that N processes or "
+            "machines given the same inputs share them, nothing done twice or missed (SLURM arrays, GNU parallel).",
+            rich_help_panel=BATCH,
+        ),
+    ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Decoding and encoding workers (files in flight).", min=1, rich_help_panel=BATCH)] = max(
         1, min(4, os.cpu_count() or 1)
     ),
@@ -110,6 +126,8 @@ def develop(
         camnet develop photos/ -r --format tiff --bits 16 -o developed/
 
         camnet develop "shoot/*.NEF" --style natural --save-linear --json -o out/
+
+        camnet develop shoot/ --shard "$SLURM_ARRAY_TASK_ID/8" -o out/
     """
     into_file = output.suffix.lower() in _BY_EXTENSION and not output.is_dir()
     if fmt is None:
@@ -128,11 +146,23 @@ def develop(
     except ValueError as e:
         raise usage_error(str(e)) from None
 
+    try:
+        part = parse_shard(shard) if shard is not None else None
+    except ValueError as e:
+        raise usage_error(str(e)) from None
+
     paths, notes = expand_inputs(files, recursive=recursive)
     for note in notes:
         warning(note)
     if not paths:
         raise usage_error("no input files")
+    if part is not None:
+        i, n = part
+        paths = paths[i - 1 :: n]  # the expanded list is the same, in the same order, for every shard
+        if not paths:
+            if not json_output and not quiet:
+                stderr.print(f"shard {i}/{n}: no files in this part", soft_wrap=True)
+            raise typer.Exit(EXIT_OK)
     if into_file and len(paths) > 1:
         raise usage_error(f"-o {output}: names one file, but there are {len(paths)} inputs; give a folder")
 
@@ -153,7 +183,7 @@ def develop(
         job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
     settings = Settings(
         fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs,
-        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name,
+        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name, max_size=max_size,
     )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     internal = 0
