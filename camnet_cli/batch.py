@@ -171,9 +171,10 @@ def stop_on_interrupt(notice: str = "") -> Iterator[threading.Event]:
 def _encode(job: Job, meta: Metadata, srgb: np.ndarray, linear: np.ndarray | None, settings: Settings, provenance: dict[str, str]) -> float:
     """Write a job's outputs as one unit: the photo and its linear companion both, or neither."""
     t = time.perf_counter()
-    writes = [(job.output, export.image_writer(srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, provenance=provenance))]
+    common = {"provenance": provenance, "source": job.path}
+    writes = [(job.output, export.image_writer(srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, **common))]
     if job.linear_output is not None and linear is not None:
-        writes.append((job.linear_output, export.image_writer(linear, meta, fmt="tiff", bits=16, linear=True, provenance=provenance)))
+        writes.append((job.linear_output, export.image_writer(linear, meta, fmt="tiff", bits=16, linear=True, **common)))
     files.atomic_write_all(writes)
     return time.perf_counter() - t
 

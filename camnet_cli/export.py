@@ -25,7 +25,7 @@ from xml.sax.saxutils import escape, unescape
 
 import numpy as np
 
-from camnet_cli import __version__, color, files
+from camnet_cli import __version__, color, files, metadata
 from camnet_cli.raw import Metadata
 
 FORMATS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
@@ -143,6 +143,12 @@ def exif_bytes(meta: Metadata, size: tuple[int, int]) -> bytes:
         sub[0xA434] = meta.lens
     sub[0xA001] = 1  # ColorSpace: sRGB
     sub[0xA002], sub[0xA003] = size
+    # What EXIF 2.32 (CIPA DC-008) requires: its version, the FlashPix version, the resolution, and of
+    # a JPEG the chroma siting (harmless in a PNG's eXIf). A JPEG's ComponentsConfiguration is left
+    # to ExifTool (metadata.py): Pillow would write it as BYTE, not UNDEFINED.
+    sub[0x9000], sub[0xA000] = b"0232", b"0100"
+    exif[0x011A], exif[0x011B], exif[0x0128] = IFDRational(72, 1), IFDRational(72, 1), 2  # 72 pixels per inch
+    exif[0x0213] = 1  # YCbCrPositioning: centred
     return exif.tobytes()
 
 
@@ -168,6 +174,7 @@ def image_writer(
     bits: int = 8,
     linear: bool = False,
     provenance: dict[str, str] | None = None,
+    source: Path | None = None,
 ) -> Callable[[str], None]:
     """What writes an upright (H, W, 3) float image in [0, 1] with EXIF, ICC and XMP to a path
     (for ``files.atomic_write``, which gives it a temporary one).
@@ -178,6 +185,8 @@ def image_writer(
         bits: 8 or 16 (PNG and TIFF).
         linear: the pixels are linear sRGB primaries (for ``--save-linear``); the ICC says so.
         provenance: ``camnet:`` fields for the XMP packet (``xmp_packet``): what made the file.
+        source: the raw file, whose whole metadata is copied in where ExifTool is installed
+            (``metadata.copy_from_raw``).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
@@ -187,11 +196,18 @@ def image_writer(
     exif = exif_bytes(meta, (pixels.shape[1], pixels.shape[0]))
     icc = icc_profile(linear)
     xmp = xmp_packet(provenance or {})
-    if fmt == "jpeg":
-        return lambda tmp: _write_jpeg(tmp, pixels, exif, icc, xmp, quality)
-    if fmt == "png":
-        return lambda tmp: _write_png(tmp, pixels, exif, icc, xmp)
-    return lambda tmp: _write_tiff(tmp, pixels, meta, icc, xmp)
+
+    def write(tmp: str) -> None:
+        if fmt == "jpeg":
+            _write_jpeg(tmp, pixels, exif, icc, xmp, quality)
+        elif fmt == "png":
+            _write_png(tmp, pixels, exif, icc, xmp)
+        else:
+            _write_tiff(tmp, pixels, meta, icc, xmp)
+        if source is not None:
+            metadata.copy_from_raw(source, tmp, fmt=fmt, size=(pixels.shape[1], pixels.shape[0]))
+
+    return write
 
 
 def write_image(path: Path, rgb: np.ndarray, meta: Metadata, **options) -> None:
@@ -278,7 +294,8 @@ def _write_tiff(tmp: str, pixels: np.ndarray, meta: Metadata, icc: bytes, xmp: b
         f = Fraction(x).limit_denominator(100_000)
         return (f.numerator, f.denominator)
 
-    tags = [(34675, "B", len(icc), icc, True), (274, "H", 1, 1, True), (700, "B", len(xmp), xmp, True)]  # ICC, Orientation, XMP
+    # ICC (UNDEFINED, as TIFF/EP and ICC.1 Annex B have it), Orientation, XMP
+    tags = [(34675, 7, len(icc), icc, True), (274, "H", 1, 1, True), (700, "B", len(xmp), xmp, True)]
     if meta.make:
         tags.append((271, "s", 0, meta.make, True))
     if meta.model:
@@ -293,6 +310,5 @@ def _write_tiff(tmp: str, pixels: np.ndarray, meta: Metadata, icc: bytes, xmp: b
         tags.append((36867, "s", 0, _exif_date(meta.date), True))
     if meta.focal_length:
         tags.append((37386, 5, 1, rational(meta.focal_length), True))
-    tifffile.imwrite(
-        tmp, pixels, photometric="rgb", compression="zlib", predictor=True, software=SOFTWARE, metadata=None, extratags=tags
-    )
+    # Uncompressed: Deflate (8) is no TIFF 6.0 compression, and exiftool -validate flags it.
+    tifffile.imwrite(tmp, pixels, photometric="rgb", software=SOFTWARE, metadata=None, extratags=tags)

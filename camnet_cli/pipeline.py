@@ -80,7 +80,7 @@ def develop(
     def finish(img: torch.Tensor) -> np.ndarray:
         hwc = upright(uncrop(img.clamp(0.0, 1.0).permute(1, 2, 0).numpy(), crop), orientation)
         if max_size is not None and max(hwc.shape[:2]) > max_size:
-            hwc = color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size).permute(1, 2, 0).numpy()
+            hwc = np.ascontiguousarray(color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size).permute(1, 2, 0).numpy())
         return hwc
 
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]

@@ -48,7 +48,10 @@ GOOD_EVERY = 10  # every tenth mutant is an unmutated copy, which must still dev
 DECODE_TIMEOUT_S = 20  # camnet's own per-file decoder timeout; a tiny file that needs it hung
 EXIT_CODES = (0, 1, 2)  # 3 is camnet's internal error, negative a signal
 _SUMMARY = re.compile(r"developed \d+, skipped \d+, failed \d+ in ")
-INSPECT_KEYS = {"path", "make", "model", "iso", "exposure_time", "cfa_pattern", "width", "height", "black_level", "white_level", "wb", "orientation", "noise"}
+INSPECT_KEYS = {
+    "path", "make", "model", "iso", "exposure_time", "f_number", "focal_length", "lens", "date", "cfa_pattern", "width", "height",
+    "black_level", "white_level", "wb", "orientation", "noise",
+}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""The raw's metadata in every output, checked with ExifTool itself (skipped where it is not installed)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from camnet_cli.cli import app
+from tests.conftest import EXAMPLE_DNG
+
+pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+
+
+def _exiftool(*args):
+    return subprocess.run(["exiftool", *map(str, args)], capture_output=True, text=True, timeout=60).stdout
+
+
+def _tags(path):
+    return json.loads(_exiftool("-j", "-a", "-G1", "-n", path))[0]
+
+
+def _develop(*args):
+    result = CliRunner().invoke(app, ["develop", *map(str, args), "-q"])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def with_arw_metadata(sony_arw, tmp_path):
+    """The small example raw carrying the real ARW's metadata (ExifTool copies it over): the
+    other formats' checks without developing 18 megapixels each time."""
+    raw = tmp_path / "transplant.dng"
+    shutil.copy(EXAMPLE_DNG, raw)
+    _exiftool("-overwrite_original", "-TagsFromFile", sony_arw, "-ExifIFD:all", "-MakerNotes", "-IFD0:Make", "-IFD0:Model", raw)
+    return raw
+
+
+def _check_carried(out):
+    """What darktable-cli carries over and camnet 0.2 lost: exposure program and compensation,
+    metering, flash, lens info, the 35 mm focal length, time offsets, the maker notes; and
+    ``exiftool -validate`` finds nothing to warn about."""
+    assert _exiftool("-validate", "-warning", "-a", out).split() == ["Validate", ":", "OK"]
+    tags = _tags(out)
+    expected = {
+        "ExifIFD:LensModel": "E 55-210mm F4.5-6.3 OSS", "ExifIFD:ExposureCompensation": -1, "ExifIFD:FocalLengthIn35mmFormat": 193,
+        "ExifIFD:ExposureProgram": 3, "ExifIFD:MeteringMode": 5, "ExifIFD:Flash": 16, "ExifIFD:ISO": 3200, "IFD0:Orientation": 1,
+    }
+    assert {k: tags.get(k) for k in expected} == expected
+    assert tags["ExifIFD:LensInfo"] and tags["ExifIFD:OffsetTime"] == "+00:00" and tags["Sony:SonyModelID"]
+    assert len(tags) > 200  # camnet 0.2 wrote 19
+    assert tags["XMP-camnet:Style"] == "enhance-natural.safetensors"  # camnet's own record is kept
+    return tags
+
+
+def test_the_real_raws_metadata_survives_and_validates(tiny_weights, sony_arw, tmp_path):
+    _develop(sony_arw, "-o", tmp_path, "--max-size", 1024)
+    out = tmp_path / "sony_ILCE-7RM3_iso3200_DSC2164.jpg"
+    tags = _check_carried(out)
+    width, height = (int(v) for v in _exiftool("-s3", "-Composite:ImageSize", out).split("x"))
+    assert width == 1024 and (tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"]) == (width, height)
+
+
+@pytest.mark.parametrize("fmt, bits", [("tiff", 16), ("png", 16), ("tiff", 8)])
+def test_every_format_carries_and_validates(tiny_weights, with_arw_metadata, tmp_path, fmt, bits):
+    _develop(with_arw_metadata, "-o", tmp_path / "out", "--format", fmt, "--bits", bits, "--save-linear")
+    for out in (tmp_path / "out").iterdir():  # the linear TIFF too
+        _check_carried(out)
+
+
+def test_gps_and_xmp_rating_are_carried_but_not_the_raws_own_structure(tiny_weights, tmp_path):
+    raw = tmp_path / "geo.dng"
+    shutil.copy(EXAMPLE_DNG, raw)
+    _exiftool("-overwrite_original", "-GPSLatitude=48.8584", "-GPSLatitudeRef=N", "-GPSLongitude=2.2945", "-GPSLongitudeRef=E", "-XMP-xmp:Rating=4", raw)
+    _develop(raw, "-o", tmp_path / "out", "--format", "tiff")
+    tags = _tags(tmp_path / "out" / "geo.tif")
+    assert tags["GPS:GPSLatitude"] == pytest.approx(48.8584) and tags["XMP-xmp:Rating"] == 4
+    # The DNG's mosaic and colour tags describe its own pixels: a TIFF that carried them would pass for a raw.
+    assert not {k for k in tags if k.split(":")[-1] in ("DNGVersion", "ColorMatrix1", "AsShotNeutral", "CFAPattern2", "BlackLevel")}
+    # exiftool -validate asks a TIFF with GPS for a GPSProcessingMethod, which this raw lacks and camnet
+    # does not invent; a JPEG has no such rule.
+    _develop(raw, "-o", tmp_path / "out")
+    assert _exiftool("-validate", "-warning", "-a", tmp_path / "out" / "geo.jpg").split() == ["Validate", ":", "OK"]
+    assert _tags(tmp_path / "out" / "geo.jpg")["GPS:GPSLongitude"] == pytest.approx(2.2945)
+
+
+def test_without_exiftool_camnets_own_exif_still_validates_for_png(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMNET_EXIFTOOL", "off")
+    _develop(EXAMPLE_DNG, "-o", tmp_path, "--format", "png")
+    out = tmp_path / "sony_a7r3_iso3200_crop.png"
+    assert _exiftool("-validate", "-warning", "-a", out).split() == ["Validate", ":", "OK"]
+    tags = _tags(out)
+    assert tags["IFD0:Model"] == "ILCE-7RM3" and "ExifIFD:ExposureProgram" not in tags  # only what camnet reads itself
