@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from camnet_cli import __version__, export, files
+from camnet_cli import __version__, export, files, metadata
 from camnet_cli.decoding import Decode, InternalError, context, decode_child
+from camnet_cli.dng import DngMetadata, linear_dng_writer
 from camnet_cli.engine import Engine
 from camnet_cli.noise import NoiseProfile
-from camnet_cli.pipeline import develop_frame
+from camnet_cli.pipeline import Developed, develop_frame
 from camnet_cli.raw import Frame, Metadata, RawError
 
 
@@ -126,6 +127,9 @@ def claim_output(job: Job, settings: Settings) -> tuple[Job, files.Claim] | Outc
             if got in ("", sid):
                 return Outcome(candidate, "skipped", f"{candidate.output} is being developed by another camnet run")
             continue  # another run develops another raw under this name
+        if candidate.output.exists() and os.path.samefile(candidate.output, job.path):
+            got.release()
+            continue  # the raw itself (a DNG developed to DNG in its own folder): never written over
         recorded = export.read_provenance(candidate.output) if candidate.output.exists() else None
         if recorded is not None and recorded.get("Source", sid) != sid:
             got.release()
@@ -168,15 +172,47 @@ def stop_on_interrupt(notice: str = "") -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _encode(job: Job, meta: Metadata, srgb: np.ndarray, linear: np.ndarray | None, settings: Settings, provenance: dict[str, str]) -> float:
-    """Write a job's outputs as one unit: the photo and its linear companion both, or neither."""
+def _encode(
+    job: Job, meta: Metadata, developed: Developed, settings: Settings, provenance: dict[str, str], dng: dict[str, Any] | None
+) -> float:
+    """Write a job's outputs as one unit: the photo (or DNG) and its linear companion both, or neither."""
     t = time.perf_counter()
     common = {"provenance": provenance, "source": job.path}
-    writes = [(job.output, export.image_writer(srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, **common))]
-    if job.linear_output is not None and linear is not None:
-        writes.append((job.linear_output, export.image_writer(linear, meta, fmt="tiff", bits=16, linear=True, **common)))
+    if dng is not None:
+        write_dng = linear_dng_writer(developed.camera, **dng, xmp=export.xmp_packet(provenance))
+
+        def write(tmp: str) -> None:
+            write_dng(tmp)
+            metadata.copy_from_raw(job.path, tmp, fmt="dng", size=(0, 0))
+
+        main = (job.output, write)
+    else:
+        main = (job.output, export.image_writer(developed.srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, **common))
+    writes = [main]
+    if job.linear_output is not None and developed.linear is not None:
+        writes.append((job.linear_output, export.image_writer(developed.linear, meta, fmt="tiff", bits=16, linear=True, **common)))
     files.atomic_write_all(writes)
     return time.perf_counter() - t
+
+
+def _dng_options(frame: Frame, developed: Developed) -> dict[str, Any]:
+    """What ``dng.linear_dng_writer`` needs of a frame besides its pixels.
+
+    The camera's own ColorMatrix where the file has one; else the one that gives camnet's own
+    colours at the as-shot white balance (the inverse of its camera -> XYZ with those gains).
+    """
+    gains = np.asarray(developed.wb, dtype=np.float64)
+    xyz_to_cam = frame.xyz_to_cam if frame.xyz_to_cam is not None else np.linalg.inv(frame.cam_to_xyz @ np.diag(gains))
+    m, c = frame.metadata, frame.crop
+    return {
+        "xyz_to_cam": xyz_to_cam,
+        "as_shot_neutral": (1 / gains).tolist(),
+        "metadata": DngMetadata(
+            make=m.make or "unknown", model=m.model or "camera", iso=None if m.iso is None else round(m.iso), exposure_time=m.exposure_time,
+            f_number=m.f_number, focal_length=m.focal_length, date=m.date, orientation=frame.orientation, lens=m.lens,
+        ),
+        "crop": (c.top, c.left, c.bottom, c.right),  # the rows and columns uncrop repeated: not image
+    }
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -275,9 +311,11 @@ def run_batch(
                     stages = {"decode": time.perf_counter() - started}
                     start_decodes(i + 1)
                     developed = develop_frame(
-                        engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma, max_size=settings.max_size
+                        engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma, max_size=settings.max_size,
+                        dng=settings.fmt == "dng",
                     )
-                    if not np.isfinite(developed.srgb).all():  # weights that hold huge values overflow
+                    made = developed.camera if settings.fmt == "dng" else developed.srgb
+                    if not np.isfinite(made).all():  # weights that hold huge values overflow
                         raise RawError(job.path, "the networks gave NaN or infinite values: are the weights broken?")
                 except Exception as e:
                     while pending:
@@ -287,8 +325,10 @@ def run_batch(
                     continue
                 stages.update(developed.seconds)
                 provenance = _provenance(job, frame, settings)
+                dng = _dng_options(frame, developed) if settings.fmt == "dng" else None
+                developed.xyz = None  # type: ignore[assignment]
                 # The encoder gets the images and the metadata only: the frame's planes and the XYZ go now.
-                future = encoders.submit(_encode, job, frame.metadata, developed.srgb, developed.linear, settings, provenance)
+                future = encoders.submit(_encode, job, frame.metadata, developed, settings, provenance, dng)
                 pending.append((job, claim, started, stages, future))
                 del frame, developed
                 while len(pending) > settings.jobs:

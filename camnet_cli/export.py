@@ -28,7 +28,7 @@ import numpy as np
 from camnet_cli import __version__, color, files, metadata
 from camnet_cli.raw import Metadata
 
-FORMATS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
+FORMATS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif", "dng": ".dng"}  # dng: dng.linear_dng_writer
 SOFTWARE = f"camnet {__version__}"
 
 # sRGB primaries adapted to the ICC's D50 connection space (Bradford), columns R, G, B,
@@ -188,8 +188,8 @@ def image_writer(
         source: the raw file, whose whole metadata is copied in where ExifTool is installed
             (``metadata.copy_from_raw``).
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}")
+    if fmt not in FORMATS or fmt == "dng":
+        raise ValueError(f"unknown image format {fmt!r}")
     if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
         raise ValueError(f"{fmt} cannot hold {bits} bits")
     pixels = to_integers(rgb, bits)

@@ -92,10 +92,10 @@ def _tool() -> ExifTool | None:
 
 
 def copy_from_raw(raw: Path, target: str | Path, *, fmt: str, size: tuple[int, int]) -> bool:
-    """Copy the raw's metadata into ``target`` (a JPEG, PNG or TIFF camnet wrote) with ExifTool.
+    """Copy the raw's metadata into ``target`` (a JPEG, PNG, TIFF or linear DNG camnet wrote) with ExifTool.
 
     Args:
-        fmt: "jpeg", "png" or "tiff".
+        fmt: "jpeg", "png", "tiff" or "dng".
         size: the target's (width, height), for its EXIF.
 
     Returns:
@@ -110,6 +110,9 @@ def copy_from_raw(raw: Path, target: str | Path, *, fmt: str, size: tuple[int, i
         copy.remove("-GPS:all")  # a GPS IFD without a position ("measurement void") says nothing, and is invalid in a TIFF
     args = ["-overwrite_original", "-m", "-charset", "filename=utf8", "-TagsFromFile", os.fsdecode(raw), *copy, *_SKIP]
     width, height = size
+    if fmt == "dng":  # the DNG writer's own tags stand; what it lacks (lens info, compensation, maker notes) comes over
+        args += [f"-ExifIFD:{tag}=" for tag in ("ExifImageWidth", "ExifImageHeight", "ComponentsConfiguration")]
+        return "1 image files updated" in tool.run([*args, os.fsdecode(target)])
     if fmt == "tiff":  # TIFF has its own size tags; the shot's tags go to the EXIF IFD, where readers look
         args += [f"-ExifIFD:{tag}=" for tag in ("ExifImageWidth", "ExifImageHeight", "ComponentsConfiguration")]
         args += [f"-IFD0:{tag}=" for tag in ("ExposureTime", "FNumber", "ISO", "DateTimeOriginal", "FocalLength")]

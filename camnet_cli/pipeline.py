@@ -28,12 +28,14 @@ class Developed:
         xyz: (3, H, W) float32 tensor, the restoration in linear XYZ, as stored (not upright, phase crop kept).
         srgb: upright (H, W, 3) float32 in [0, 1]; None without an Enhance-Net.
         linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for.
+        camera: the restoration as (H, W, 3) camera RGB, not white-balanced, as stored, when asked for.
         seconds: where the time went ("restore", "enhance").
     """
 
     xyz: torch.Tensor
     srgb: np.ndarray | None = None
     linear: np.ndarray | None = None
+    camera: np.ndarray | None = None
     wb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -57,6 +59,8 @@ def develop(
     linear: bool = False,
     camera: torch.Tensor | None = None,
     max_size: int | None = None,
+    render: bool = True,
+    keep_camera: bool = False,
 ) -> Developed:
     """Develop packed raw planes into images.
 
@@ -70,6 +74,9 @@ def develop(
         linear: also make the linear sRGB image.
         camera: (3, 2h, 2w) camera RGB to use instead of Restore-Net's (a baseline's demosaic).
         max_size: the images' longest side at most, resampled down (``color.fit_within``) once upright.
+        render: make the styled sRGB image (Enhance-Net); False for a linear DNG only.
+        keep_camera: keep the restoration's camera RGB (``Developed.camera``: as stored, the phase
+            crop undone, neither oriented nor resized), for a linear DNG.
     """
     t0 = time.perf_counter()
     if camera is None:
@@ -84,7 +91,9 @@ def develop(
         return hwc
 
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
-    if engine.enhance_net is not None:
+    if keep_camera:
+        out.camera = uncrop(camera.permute(1, 2, 0).float().cpu().numpy(), crop)
+    if render and engine.enhance_net is not None:
         srgb = color.smooth_chroma(engine.enhance(xyz)[None], chroma_width(chroma, omega))[0]
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1
@@ -100,10 +109,13 @@ def develop_frame(
     linear: bool = False,
     chroma: float | None = None,
     max_size: int | None = None,
+    dng: bool = False,
 ) -> Developed:
-    """``develop`` a decoded raw frame; ``wb``: "camera" (as shot), "auto" (grey world) or gains."""
+    """``develop`` a decoded raw frame; ``wb``: "camera" (as shot), "auto" (grey world) or gains;
+    ``dng``: the restoration's camera RGB only (for a linear DNG), no styled image."""
     gains = frame.wb if wb == "camera" else color.auto_white_balance(frame.packed) if wb == "auto" else wb
     return develop(
         engine, frame.packed, frame.noise.omega, gains, frame.cam_to_xyz,  # type: ignore[arg-type]
         chroma=chroma, crop=frame.crop, orientation=frame.orientation, linear=linear, max_size=max_size,
+        render=not dng, keep_camera=dng,
     )

@@ -163,6 +163,8 @@ class Frame:
             "matrix" (neutral of the colour matrix under D65) or "none".
         cam_to_xyz: (3, 3) white-balanced camera RGB -> CIE XYZ (D65).
         matrix_source: "rgb_xyz_matrix", "color_matrix" or "none" (sRGB primaries assumed).
+        xyz_to_cam: (3, 3) the camera's own ColorMatrix (XYZ, D65 -> camera RGB) where the file has
+            one (matrix_source "rgb_xyz_matrix"), for a DNG of the restoration; else None.
         metadata: EXIF, with LibRaw's values where EXIF has none.
         noise: noise level, with its source.
         bad_pixels: how many hot or dead pixels were repaired.
@@ -184,6 +186,7 @@ class Frame:
     noise: NoiseProfile
     bad_pixels: int = 0
     warnings: tuple[str, ...] = field(default=())
+    xyz_to_cam: np.ndarray | None = None
 
     @property
     def orientation(self) -> int:
@@ -653,6 +656,7 @@ def _frame_from_libraw(
         noise=noise_profile,
         bad_pixels=bad,
         warnings=tuple(notes),
+        xyz_to_cam=np.array(xyz_to_cam[:3, :3], dtype=np.float64) if matrix_source == "rgb_xyz_matrix" else None,
     )
 
 

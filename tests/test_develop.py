@@ -22,6 +22,7 @@ from camnet_cli.batch import source_id
 from camnet_cli.cli import app
 from camnet_cli.color import camera_to_xyz
 from camnet_cli.dng import DngMetadata
+from camnet_cli.export import read_provenance as export_read
 from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
 from camnet_cli.raw import load_frame
 from camnet_cli.weights import save_weights
@@ -399,3 +400,29 @@ def test_max_size_limits_the_long_side_after_orientation(tiny_weights, dng, tmp_
     assert tifffile.imread(tmp_path / "shot.linear.tif").shape == (64, 48, 3)
     assert _run(dng, "-o", tmp_path / "big", "--max-size", "4000").exit_code == 0  # never enlarged
     assert Image.open(tmp_path / "big" / "shot.jpg").size == (96, 128)
+
+
+def test_format_dng_is_the_restoration_as_a_linear_dng_libraw_reads(dng, tmp_path, monkeypatch):
+    """--format dng: LibRaw renders it with the camera white balance as camnet's own linear output
+    (--save-linear, from the same run); the orientation is the tag's, the XMP says what made it.
+    The shipped weights: a random network's camera RGB is far outside what a DNG holds."""
+    import rawpy
+
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(tmp_path / "none"))
+    assert _run(EXAMPLE_DNG, dng, "--format", "dng", "--save-linear", "-o", tmp_path).exit_code == 0
+    linear = tifffile.imread(tmp_path / "sony_a7r3_iso3200_crop.linear.tif").astype(np.float32) / 65535
+    with rawpy.imread(str(tmp_path / "sony_a7r3_iso3200_crop.dng")) as raw:
+        assert raw.raw_type == rawpy.RawType.Stack
+        gains = max(raw.camera_whitebalance[:3]) / min(raw.camera_whitebalance[:3])
+        # As tests/test_dng.py explains: LibRaw clips each channel after white balance unless told not to.
+        out = raw.postprocess(
+            use_camera_wb=True, output_color=rawpy.ColorSpace.sRGB, gamma=(1, 1), no_auto_bright=True, output_bps=16,
+            highlight_mode=rawpy.HighlightMode.Ignore, bright=gains, adjust_maximum_thr=0.0,
+        )
+    libraw = out.astype(np.float32) / 65535
+    assert libraw.shape == linear.shape
+    assert _psnr(torch.from_numpy(libraw), torch.from_numpy(linear)) >= 40  # 73 dB measured
+    with rawpy.imread(str(tmp_path / "shot.dng")) as raw:  # stored 128 x 96, orientation 6 in the tag
+        assert raw.raw_image.shape[:2] == (96, 128) and raw.sizes.flip == 6
+    assert export_read(tmp_path / "shot.dng")["Source"]
+    assert not (tmp_path / "shot.jpg").exists()

@@ -54,19 +54,16 @@ def _check_carried(out):
     return tags
 
 
-def test_the_real_raws_metadata_survives_and_validates(tiny_weights, sony_arw, tmp_path):
-    _develop(sony_arw, "-o", tmp_path, "--max-size", 1024)
-    out = tmp_path / "sony_ILCE-7RM3_iso3200_DSC2164.jpg"
-    tags = _check_carried(out)
-    width, height = (int(v) for v in _exiftool("-s3", "-Composite:ImageSize", out).split("x"))
-    assert width == 1024 and (tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"]) == (width, height)
-
-
-@pytest.mark.parametrize("fmt, bits", [("tiff", 16), ("png", 16), ("tiff", 8)])
+@pytest.mark.parametrize("fmt, bits", [("jpeg", 8), ("tiff", 16), ("png", 16), ("dng", 16)])
 def test_every_format_carries_and_validates(tiny_weights, with_arw_metadata, tmp_path, fmt, bits):
-    _develop(with_arw_metadata, "-o", tmp_path / "out", "--format", fmt, "--bits", bits, "--save-linear")
+    """The real ARW's metadata on a small raw (developing the 18 MP ARW itself costs 20 s a format;
+    README and the issue notes give that check by hand)."""
+    _develop(with_arw_metadata, "-o", tmp_path / "out", "--format", fmt, "--bits", bits, "--save-linear", "--max-size", 800)
     for out in (tmp_path / "out").iterdir():  # the linear TIFF too
-        _check_carried(out)
+        tags = _check_carried(out)
+        if out.suffix == ".jpg":
+            width, height = (int(v) for v in _exiftool("-s3", "-Composite:ImageSize", out).split("x"))
+            assert width == 800 and (tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"]) == (width, height)
 
 
 def test_gps_and_xmp_rating_are_carried_but_not_the_raws_own_structure(tiny_weights, tmp_path):

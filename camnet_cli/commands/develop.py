@@ -42,7 +42,7 @@ EXIT_INTERRUPTED = 130
 OUTPUT, DEVELOP, ENGINE, BATCH = "Output", "Development", "Engine", "Batch"
 _ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 # -o with one of these extensions names the output file itself, as darktable-cli's does.
-_BY_EXTENSION = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff", ".tiff": "tiff"}
+_BY_EXTENSION = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff", ".tiff": "tiff", ".dng": "dng"}
 
 
 def develop(
@@ -54,7 +54,7 @@ def develop(
             rich_help_panel=OUTPUT,
         ),
     ] = Path("."),
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="jpeg (jpg), png or tiff (tif); default jpeg, or -o's extension.", rich_help_panel=OUTPUT)] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="jpeg (jpg), png, tiff (tif), or dng: the restoration as a linear DNG for raw editors (no style); default jpeg, or -o's extension.", rich_help_panel=OUTPUT)] = None,
     quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100, rich_help_panel=OUTPUT)] = 92,
     bits: Annotated[int, typer.Option(help="Bits per channel for png and tiff: 8 or 16.", rich_help_panel=OUTPUT)] = 8,
     max_size: Annotated[
@@ -134,7 +134,7 @@ def develop(
         fmt = _BY_EXTENSION[output.suffix.lower()] if into_file else "jpeg"
     fmt = _ALIASES.get(fmt.lower(), fmt.lower())
     if fmt not in FORMATS:
-        raise usage_error(f"--format {fmt}: use one of jpeg (jpg), png or tiff (tif)")
+        raise usage_error(f"--format {fmt}: use one of jpeg (jpg), png, tiff (tif) or dng")
     if into_file and _BY_EXTENSION[output.suffix.lower()] != fmt:
         raise usage_error(f"-o {output}: a {_BY_EXTENSION[output.suffix.lower()]} name, but --format {fmt}")
     if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
