@@ -426,3 +426,11 @@ def test_format_dng_is_the_restoration_as_a_linear_dng_libraw_reads(dng, tmp_pat
         assert raw.raw_image.shape[:2] == (96, 128) and raw.sizes.flip == 6
     assert export_read(tmp_path / "shot.dng")["Source"]
     assert not (tmp_path / "shot.jpg").exists()
+
+
+def test_a_dng_developed_to_dng_in_its_own_folder_is_never_overwritten(tiny_weights, dng, tmp_path):
+    original = dng.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert _run(dng, "--format", "dng", "-o", dng.parent, *extra).exit_code == 0
+        assert dng.read_bytes() == original
+    assert sorted(p.name for p in dng.parent.iterdir()) == sorted([dng.name, f"shot-{source_id(dng)[:8]}.dng"])
