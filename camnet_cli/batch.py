@@ -18,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import signal
+import string
 import threading
 import time
 import traceback
@@ -39,7 +41,7 @@ from camnet_cli.dng import DngMetadata, linear_dng_writer
 from camnet_cli.engine import Engine
 from camnet_cli.noise import NoiseProfile
 from camnet_cli.pipeline import Developed, develop_frame
-from camnet_cli.raw import Frame, Metadata, RawError
+from camnet_cli.raw import Frame, Metadata, RawError, read_metadata
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,55 @@ class Settings:
         return hashlib.sha256(repr(what).encode()).hexdigest()[:12]
 
 
-def plan_jobs(paths: list[Path], out_dir: Path, ext: str, linear: bool = False) -> list[Job]:
-    """Name each input's outputs ``<stem><ext>`` (and ``<stem>.linear.tif``) in ``out_dir``.
+# What an output name template (``--name``) may use: the raw's own name, and what its EXIF says.
+NAME_FIELDS = ("stem", "ext", "style", "camera", "make", "model", "iso", "date", "time", "lens")
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]+")  # path separators and control characters become "_"
+
+
+def check_template(template: str) -> None:
+    """Raise ValueError unless ``template`` (e.g. ``"{date}-{stem}"``) uses only ``NAME_FIELDS``."""
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise ValueError(f"--name {template!r}: {e}") from None
+    unknown = [f for f in fields if f not in NAME_FIELDS]
+    if unknown or not fields:
+        raise ValueError(f"--name {template!r}: use fields among {{{'}, {'.join(NAME_FIELDS)}}}, e.g. '{{date}}-{{stem}}'")
+
+
+def output_stem(path: Path, template: str, style: str = "") -> str:
+    """The output name ``template`` gives the raw at ``path`` (metadata fields from its EXIF, empty
+    where it has none), each field made safe for a file name."""
+    meta = read_metadata(path) if any(f"{{{f}" in template for f in NAME_FIELDS[3:]) else Metadata()
+    date = (meta.date or "").replace("-", "").replace(":", "")
+    values = {
+        "stem": path.stem, "ext": path.suffix.lstrip("."), "style": style, "camera": meta.camera if meta.model else "",
+        "make": meta.make or "", "model": meta.model or "", "iso": "" if meta.iso is None else f"{meta.iso:g}",
+        "date": date[:8], "time": date[9:15], "lens": meta.lens or "",
+    }
+    name = template.format(**{k: _UNSAFE.sub("_", v).strip("._") for k, v in values.items()})
+    return name.strip(". ") or path.stem
+
+
+def plan_jobs(
+    paths: list[Path], out_dir: Path, ext: str, linear: bool = False, *, template: str = "{stem}", style: str = "",
+    folders: list[Path] | None = None,
+) -> list[Job]:
+    """Name each input's outputs ``<name><ext>`` (and ``<name>.linear.tif``) in ``out_dir``.
+
+    Args:
+        template: the name, from ``NAME_FIELDS`` (``output_stem``); default the raw's stem.
+        folders: for each input, the subfolder of ``out_dir`` it goes to (``-r`` keeping the input's tree).
 
     These are the names by default: where another raw's output already has one, the batch gives
-    this raw ``<stem>-<id><ext>`` when it claims it (``claim_output``), whatever else is in the batch.
+    this raw ``<name>-<id><ext>`` when it claims it (``claim_output``), whatever else is in the batch.
     """
-    return [Job(p, out_dir / f"{p.stem}{ext}", out_dir / f"{p.stem}.linear.tif" if linear else None) for p in paths]
+    jobs = []
+    for i, p in enumerate(paths):
+        folder = out_dir / folders[i] if folders else out_dir
+        stem = output_stem(p, template, style)
+        jobs.append(Job(p, folder / f"{stem}{ext}", folder / f"{stem}.linear.tif" if linear else None))
+    return jobs
 
 
 def source_id(path: Path) -> str:
@@ -121,6 +165,7 @@ def claim_output(job: Job, settings: Settings) -> tuple[Job, files.Claim] | Outc
     """
     sid = source_id(job.path)
     candidates = [job, _renamed(job, f"{job.output.stem}-{sid[:8]}")]
+    job.output.parent.mkdir(parents=True, exist_ok=True)  # a subfolder of -r's tree
     for candidate in candidates:
         got = files.claim(candidate.output, sid)
         if isinstance(got, str):

@@ -85,3 +85,14 @@ def _raw_files_in(folder: Path, recursive: bool, notes: list[str]) -> list[Path]
     if subfolders:
         notes.append(f"{folder}: {subfolders} subfolder{'s' if subfolders > 1 else ''} not searched (use -r)")
     return found
+
+
+def subfolders(files: list[Path], args: list[str]) -> list[Path]:
+    """For each file, the folder it lies in below the folder argument it was found in (``-r``
+    keeping the input's tree under the output folder); ``.`` for files named on their own."""
+    roots = [Path(a) for a in args if Path(a).is_dir()]
+    out = []
+    for f in files:
+        rel = next((f.relative_to(r) for r in roots if f.is_relative_to(r)), None)
+        out.append(rel.parent if rel is not None else Path("."))
+    return out

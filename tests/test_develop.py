@@ -434,3 +434,19 @@ def test_a_dng_developed_to_dng_in_its_own_folder_is_never_overwritten(tiny_weig
         assert _run(dng, "--format", "dng", "-o", dng.parent, *extra).exit_code == 0
         assert dng.read_bytes() == original
     assert sorted(p.name for p in dng.parent.iterdir()) == sorted([dng.name, f"shot-{source_id(dng)[:8]}.dng"])
+
+
+def test_recursive_keeps_the_tree_and_names_follow_the_template(tiny_weights, tmp_path):
+    base = synthetic_raw(height=64, width=96)
+    meta = DngMetadata(make="TESTCAM", model="T1/II", iso=1600, date="2024:05:06 07:08:09")
+    for sub in ("a", "b/c"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        write_synthetic_dng(tmp_path / "in" / sub / "x.dng", base, metadata=meta)
+    assert _run(tmp_path / "in", "-r", "-o", tmp_path / "out").exit_code == 0
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.jpg")) == ["a/x.jpg", "b/c/x.jpg"]
+    result = _run(tmp_path / "in" / "a" / "x.dng", "--name", "{date}_{time}-{model}-{iso}-{stem}-{style}", "-o", tmp_path / "named")
+    assert result.exit_code == 0
+    assert [p.name for p in (tmp_path / "named").iterdir()] == ["20240506_070809-T1_II-1600-x-natural.jpg"]
+    for bad in ("{nope}", "plain", "{stem"):
+        refused = _run(tmp_path / "in", "--name", bad, "-o", tmp_path / "x")
+        assert refused.exit_code == 2 and "--name" in refused.stderr

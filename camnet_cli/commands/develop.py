@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from camnet_cli.batch import Job, Outcome, Settings, plan_jobs, run_batch, stop_on_interrupt
+from camnet_cli.batch import NAME_FIELDS, Job, Outcome, Settings, check_template, plan_jobs, run_batch, stop_on_interrupt
 from camnet_cli.commands import (
     ENSEMBLE_HELP,
     EXIT_FAILED,
@@ -32,7 +32,7 @@ from camnet_cli.commands import (
     warning,
 )
 from camnet_cli.export import FORMATS
-from camnet_cli.inputs import expand_inputs
+from camnet_cli.inputs import expand_inputs, subfolders
 from camnet_cli.raw import MAX_ISO
 from camnet_cli.weights import WeightsError, companion_restore, find_weights, load_weights
 
@@ -57,6 +57,13 @@ def develop(
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="jpeg (jpg), png, tiff (tif), or dng: the restoration as a linear DNG for raw editors (no style); default jpeg, or -o's extension.", rich_help_panel=OUTPUT)] = None,
     quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100, rich_help_panel=OUTPUT)] = 92,
     bits: Annotated[int, typer.Option(help="Bits per channel for png and tiff: 8 or 16.", rich_help_panel=OUTPUT)] = 8,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name", help=f"Output name template from {{{'}, {'.join(NAME_FIELDS)}}}, e.g. '{{date}}_{{stem}}'; the extension follows the format.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = "{stem}",
     max_size: Annotated[
         int | None,
         typer.Option(
@@ -86,7 +93,9 @@ def develop(
             rich_help_panel=DEVELOP,
         ),
     ] = "auto",
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders.", rich_help_panel=BATCH)] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Look into subfolders of folders, and keep their tree under the output folder.", rich_help_panel=BATCH)
+    ] = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -148,6 +157,7 @@ def develop(
 
     try:
         part = parse_shard(shard) if shard is not None else None
+        check_template(name)
     except ValueError as e:
         raise usage_error(str(e)) from None
 
@@ -180,7 +190,8 @@ def develop(
     if into_file:
         job_list = [Job(paths[0], output, output.with_suffix(".linear.tif") if save_linear else None)]
     else:
-        job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear)
+        folders = subfolders(paths, files) if recursive else None
+        job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear, template=name, style=style_path.stem.removeprefix("enhance-"), folders=folders)
     settings = Settings(
         fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs,
         decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name, max_size=max_size,
