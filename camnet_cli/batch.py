@@ -87,10 +87,11 @@ class Settings:
     style: str = ""  # the weights' names, recorded in each output
     restore: str = ""
     max_size: int | None = None  # the outputs' longest side at most, in pixels
+    space: str = "srgb"  # the photo's colour space (color.RGB_SPACES)
 
     def digest(self) -> str:
         """Identifies what changes the pixels (not the batch options), to tell outputs of other settings."""
-        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma, self.max_size)
+        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma, self.max_size, self.space)
         return hashlib.sha256(repr(what).encode()).hexdigest()[:12]
 
 
@@ -232,7 +233,10 @@ def _encode(
 
         main = (job.output, write)
     else:
-        main = (job.output, export.image_writer(developed.srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, **common))
+        main = (
+            job.output,
+            export.image_writer(developed.srgb, meta, fmt=settings.fmt, quality=settings.quality, bits=settings.bits, space=settings.space, **common),
+        )
     writes = [main]
     if job.linear_output is not None and developed.linear is not None:
         writes.append((job.linear_output, export.image_writer(developed.linear, meta, fmt="tiff", bits=16, linear=True, **common)))

@@ -32,6 +32,45 @@ SRGB_TO_XYZ = np.array(
     ]
 )
 XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
+
+# Bradford chromatic adaptation D65 -> D50, as tabulated by B. Lindbloom
+# (brucelindbloom.com, "Chromatic Adaptation"): ICC profiles and DNG ForwardMatrix work in D50.
+BRADFORD_D65_TO_D50 = np.array(
+    [
+        [1.0478112, 0.0228866, -0.0501270],
+        [0.0295424, 0.9904844, -0.0170491],
+        [-0.0092345, 0.0150436, 0.7521316],
+    ]
+)
+
+
+def rgb_to_xyz_matrix(primaries: tuple[tuple[float, float], ...], white: tuple[float, float]) -> np.ndarray:
+    """(3, 3) linear RGB -> XYZ of an RGB space given its primaries' and white's CIE xy (white Y = 1)."""
+    xyz = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries]).T
+    wx, wy = white
+    scale = np.linalg.solve(xyz, np.array([wx / wy, 1.0, (1 - wx - wy) / wy]))
+    return xyz * scale
+
+
+_D65_XY = (0.3127, 0.3290)
+# Output colour spaces: linear RGB -> XYZ (D65), and the transfer curve's gamma (None: the sRGB curve).
+# Display P3: DCI-P3 primaries (SMPTE EG 432-1) with D65 and the sRGB curve, as Apple defines it.
+# Adobe RGB (1998): Adobe's "Adobe RGB (1998) Color Image Encoding" (2005), gamma 563/256.
+RGB_SPACES: dict[str, tuple[np.ndarray, float | None]] = {
+    "srgb": (SRGB_TO_XYZ, None),
+    "p3": (rgb_to_xyz_matrix(((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)), _D65_XY), None),
+    "adobe": (rgb_to_xyz_matrix(((0.640, 0.330), (0.210, 0.710), (0.150, 0.060)), _D65_XY), 563 / 256),
+}
+
+
+def srgb_to_space(rgb: torch.Tensor, space: str) -> torch.Tensor:
+    """(3, H, W) sRGB-encoded values in [0, 1] -> the same colours encoded in ``space``
+    (``RGB_SPACES``), clipped to [0, 1]. sRGB is returned as it is."""
+    if space == "srgb":
+        return rgb
+    matrix, gamma = RGB_SPACES[space]
+    linear = apply_matrix(apply_matrix(srgb_to_linear(rgb), SRGB_TO_XYZ), np.linalg.inv(matrix)).clamp(0.0, 1.0)
+    return linear ** (1 / gamma) if gamma else linear_to_srgb(linear)
 # The D65 white point, Y = 1 (CIE 15:2004): what white-balanced neutral maps to (the rows of
 # SRGB_TO_XYZ sum to it), CIELAB's reference white and the ICC profiles' media white.
 D65 = (0.95047, 1.0, 1.08883)

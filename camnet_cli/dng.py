@@ -40,15 +40,6 @@ _TAG_SUB_IFDS = 330
 _ASCII, _SHORT, _LONG, _RATIONAL, _UNDEFINED = 2, 3, 4, 5, 7
 # IFD0's preview: the long side of the thumbnail Adobe's DNG Converter writes there.
 _PREVIEW_SIDE = 256
-# Bradford chromatic adaptation D65 -> D50, as tabulated by B. Lindbloom
-# (brucelindbloom.com, "Chromatic Adaptation"): ForwardMatrix maps to D50 XYZ.
-_BRADFORD_D65_TO_D50 = np.array(
-    [
-        [1.0478112, 0.0228866, -0.0501270],
-        [0.0295424, 0.9904844, -0.0170491],
-        [-0.0092345, 0.0150436, 0.7521316],
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -218,7 +209,7 @@ def linear_dng_writer(
         # ForwardMatrix1, white-balanced camera RGB -> XYZ (D50): camnet's and LibRaw's transform
         # (white balance in camera RGB, then the matrix for D65). Adobe's readers prefer it to
         # ColorMatrix1, so they render the colours as LibRaw and darktable do; at D65 the two agree.
-        (50964, 10, 9, _rationals(np.ravel(_BRADFORD_D65_TO_D50 @ cam_to_xyz)), True),
+        (50964, 10, 9, _rationals(np.ravel(color.BRADFORD_D65_TO_D50 @ cam_to_xyz)), True),
         (_TAG_EXIF_PLACEHOLDER, "I", 1, 0, True),  # becomes the ExifIFD pointer
     ]
     if xmp:

@@ -24,6 +24,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, unescape
 
 import numpy as np
+import torch
 
 from camnet_cli import __version__, color, files, metadata
 from camnet_cli.raw import Metadata
@@ -46,16 +47,23 @@ _D50 = (0.9642, 1.0, 0.8249)  # ICC profile connection space illuminant (ICC.1:2
 # --- ICC profiles ----------------------------------------------------------------------------
 
 
+_SPACE_NAMES = {"srgb": "camnet sRGB (IEC 61966-2.1)", "p3": "camnet Display P3", "adobe": "camnet Adobe RGB (1998) compatible"}
+
+
 @functools.cache
-def icc_profile(linear: bool = False) -> bytes:
-    """An ICC v2 display profile for sRGB primaries: the sRGB curve, or linear (gamma 1).
+def icc_profile(linear: bool = False, space: str = "srgb") -> bytes:
+    """An ICC v2 display profile for an RGB space (``color.RGB_SPACES``): its curve, or linear (gamma 1).
 
     A matrix/TRC profile (ICC.1:2001-04): header, description, copyright, white point,
-    three colorants and three tone curves (the sRGB curve as a 1024-entry table).
+    three colorants and three tone curves (the sRGB curve as a 1024-entry table, a gamma as one value).
     """
-    name = "camnet linear sRGB (D65, gamma 1.0)" if linear else "camnet sRGB (IEC 61966-2.1)"
+    matrix, gamma = color.RGB_SPACES[space]
+    colorants = _SRGB_D50 if space == "srgb" else color.BRADFORD_D65_TO_D50 @ matrix
+    name = "camnet linear sRGB (D65, gamma 1.0)" if linear else _SPACE_NAMES[space]
     if linear:
         curve = _tag(b"curv", struct.pack(">I", 0))  # zero entries: identity
+    elif gamma:
+        curve = _tag(b"curv", struct.pack(">IH", 1, round(gamma * 256)) + b"\x00\x00")  # u8Fixed8 gamma
     else:
         x = np.linspace(0.0, 1.0, 1024)
         lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
@@ -64,9 +72,9 @@ def icc_profile(linear: bool = False) -> bytes:
         (b"desc", _desc(name)),
         (b"cprt", _tag(b"text", b"No copyright, use freely\x00")),
         (b"wtpt", _xyz(color.D65)),
-        (b"rXYZ", _xyz(_SRGB_D50[:, 0])),
-        (b"gXYZ", _xyz(_SRGB_D50[:, 1])),
-        (b"bXYZ", _xyz(_SRGB_D50[:, 2])),
+        (b"rXYZ", _xyz(colorants[:, 0])),
+        (b"gXYZ", _xyz(colorants[:, 1])),
+        (b"bXYZ", _xyz(colorants[:, 2])),
         (b"rTRC", curve),
         (b"gTRC", curve),
         (b"bTRC", curve),
@@ -109,7 +117,7 @@ def _desc(text: str) -> bytes:
 # --- EXIF ------------------------------------------------------------------------------------
 
 
-def exif_bytes(meta: Metadata, size: tuple[int, int]) -> bytes:
+def exif_bytes(meta: Metadata, size: tuple[int, int], space: str = "srgb") -> bytes:
     """EXIF (with the ``Exif\\0\\0`` prefix) for a developed image of ``size`` = (width, height)."""
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
@@ -141,7 +149,7 @@ def exif_bytes(meta: Metadata, size: tuple[int, int]) -> bytes:
         sub[0x920A] = rational(meta.focal_length)
     if meta.lens:
         sub[0xA434] = meta.lens
-    sub[0xA001] = 1  # ColorSpace: sRGB
+    sub[0xA001] = 1 if space == "srgb" else 0xFFFF  # ColorSpace: sRGB, or uncalibrated (the ICC says)
     sub[0xA002], sub[0xA003] = size
     # What EXIF 2.32 (CIPA DC-008) requires: its version, the FlashPix version, the resolution, and of
     # a JPEG the chroma siting (harmless in a PNG's eXIf). A JPEG's ComponentsConfiguration is left
@@ -162,7 +170,7 @@ def _exif_date(iso: str) -> str:
 def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
     """(H, W, 3) float in [0, 1] -> uint8 or uint16, rounded."""
     top = 255 if bits == 8 else 65535
-    return np.rint(np.clip(rgb, 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
+    return np.ascontiguousarray(np.rint(np.clip(rgb, 0.0, 1.0) * top), dtype=np.uint8 if bits == 8 else np.uint16)
 
 
 def image_writer(
@@ -175,6 +183,7 @@ def image_writer(
     linear: bool = False,
     provenance: dict[str, str] | None = None,
     source: Path | None = None,
+    space: str = "srgb",
 ) -> Callable[[str], None]:
     """What writes an upright (H, W, 3) float image in [0, 1] with EXIF, ICC and XMP to a path
     (for ``files.atomic_write``, which gives it a temporary one).
@@ -187,14 +196,17 @@ def image_writer(
         provenance: ``camnet:`` fields for the XMP packet (``xmp_packet``): what made the file.
         source: the raw file, whose whole metadata is copied in where ExifTool is installed
             (``metadata.copy_from_raw``).
+        space: the colour space to write (``color.RGB_SPACES``); ``rgb`` is sRGB (or linear sRGB).
     """
     if fmt not in FORMATS or fmt == "dng":
         raise ValueError(f"unknown image format {fmt!r}")
     if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
         raise ValueError(f"{fmt} cannot hold {bits} bits")
+    if space != "srgb":
+        rgb = color.srgb_to_space(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), space).permute(1, 2, 0).numpy()
     pixels = to_integers(rgb, bits)
-    exif = exif_bytes(meta, (pixels.shape[1], pixels.shape[0]))
-    icc = icc_profile(linear)
+    exif = exif_bytes(meta, (pixels.shape[1], pixels.shape[0]), space)
+    icc = icc_profile(linear, space)
     xmp = xmp_packet(provenance or {})
 
     def write(tmp: str) -> None:
@@ -205,7 +217,7 @@ def image_writer(
         else:
             _write_tiff(tmp, pixels, meta, icc, xmp)
         if source is not None:
-            metadata.copy_from_raw(source, tmp, fmt=fmt, size=(pixels.shape[1], pixels.shape[0]))
+            metadata.copy_from_raw(source, tmp, fmt=fmt, size=(pixels.shape[1], pixels.shape[0]), srgb=space == "srgb")
 
     return write
 

@@ -91,12 +91,13 @@ def _tool() -> ExifTool | None:
         return _shared
 
 
-def copy_from_raw(raw: Path, target: str | Path, *, fmt: str, size: tuple[int, int]) -> bool:
+def copy_from_raw(raw: Path, target: str | Path, *, fmt: str, size: tuple[int, int], srgb: bool = True) -> bool:
     """Copy the raw's metadata into ``target`` (a JPEG, PNG, TIFF or linear DNG camnet wrote) with ExifTool.
 
     Args:
         fmt: "jpeg", "png", "tiff" or "dng".
         size: the target's (width, height), for its EXIF.
+        srgb: the target is sRGB (EXIF ColorSpace 1); else uncalibrated (65535), its ICC profile says.
 
     Returns:
         whether it was done (False without ExifTool, or when ExifTool could not write the file:
@@ -121,5 +122,5 @@ def copy_from_raw(raw: Path, target: str | Path, *, fmt: str, size: tuple[int, i
         args += ["-IFD0:XResolution=72", "-IFD0:YResolution=72", "-IFD0:ResolutionUnit=inches"]
         if fmt == "jpeg":
             args += ["-ExifIFD:ComponentsConfiguration#=1 2 3 0", "-IFD0:YCbCrPositioning#=1"]
-    args.append("-ExifIFD:ColorSpace#=1")
+    args.append(f"-ExifIFD:ColorSpace#={1 if srgb else 65535}")
     return "1 image files updated" in tool.run([*args, os.fsdecode(target)])

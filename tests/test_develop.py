@@ -450,3 +450,14 @@ def test_recursive_keeps_the_tree_and_names_follow_the_template(tiny_weights, tm
     for bad in ("{nope}", "plain", "{stem"):
         refused = _run(tmp_path / "in", "--name", bad, "-o", tmp_path / "x")
         assert refused.exit_code == 2 and "--name" in refused.stderr
+
+
+def test_colour_space_option_writes_the_profile_and_exif_that_say_it(tiny_weights, dng, tmp_path):
+    assert _run(dng, "--color-space", "adobe", "--format", "tiff", "--bits", "16", "-o", tmp_path).exit_code == 0
+    with Image.open(tmp_path / "shot.tif") as img:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+    assert "Adobe RGB" in ImageCms.getProfileDescription(profile)
+    assert _run(dng, "--color-space", "p3", "-o", tmp_path / "p3").exit_code == 0
+    assert _exif(tmp_path / "p3" / "shot.jpg")["EXIF ColorSpace"] == "Uncalibrated"
+    refused = _run(dng, "--color-space", "rec2020", "-o", tmp_path / "x")
+    assert refused.exit_code == 2 and "--color-space" in refused.stderr

@@ -125,3 +125,21 @@ def test_icc_profiles_are_valid_and_mean_what_they_say(linear):
     x = np.asarray(ramp).astype(float) / 255
     expected = np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055) if linear else x
     assert np.abs(out - expected).max() < 0.01
+
+
+@pytest.mark.parametrize("space", ["p3", "adobe"])
+def test_other_colour_spaces_mean_the_same_colours_to_littlecms(tmp_path, space):
+    """A photo written in Display P3 or Adobe RGB, turned back into sRGB by littleCMS (Pillow's
+    ImageCms) through its embedded profile, gives the sRGB photo back."""
+    rng = np.random.default_rng(0)
+    srgb = np.clip(rng.random((32, 48, 3)) * 0.8 + 0.1, 0, 1).astype(np.float32)
+    write_image(tmp_path / "x.png", srgb, Metadata(), fmt="png", space=space)
+    write_image(tmp_path / "x16.png", srgb, Metadata(), fmt="png", space=space, bits=16)
+    with Image.open(tmp_path / "x.png") as img:
+        img.load()
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+        back = ImageCms.profileToProfile(img, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    stored = np.asarray(Image.open(tmp_path / "x.png"), dtype=np.float64) / 255
+    assert np.abs(stored - srgb).mean() > 0.01  # the values did change
+    assert np.abs(np.asarray(back, dtype=np.float64) / 255 - srgb).mean() < 1.5 / 255
+    assert np.abs(read_png(tmp_path / "x16.png")[0] / 65535 - stored).max() <= 0.5 / 255 + 1e-6  # 16 bits: the same colours, finer

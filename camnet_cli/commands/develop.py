@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from camnet_cli.batch import NAME_FIELDS, Job, Outcome, Settings, check_template, plan_jobs, run_batch, stop_on_interrupt
+from camnet_cli.color import RGB_SPACES
 from camnet_cli.commands import (
     ENSEMBLE_HELP,
     EXIT_FAILED,
@@ -64,6 +65,13 @@ def develop(
             rich_help_panel=OUTPUT,
         ),
     ] = "{stem}",
+    space: Annotated[
+        str,
+        typer.Option(
+            "--color-space", help="The photo's colour space: srgb, p3 (Display P3) or adobe (Adobe RGB 1998), with its ICC profile.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = "srgb",
     max_size: Annotated[
         int | None,
         typer.Option(
@@ -146,6 +154,8 @@ def develop(
         raise usage_error(f"--format {fmt}: use one of jpeg (jpg), png, tiff (tif) or dng")
     if into_file and _BY_EXTENSION[output.suffix.lower()] != fmt:
         raise usage_error(f"-o {output}: a {_BY_EXTENSION[output.suffix.lower()]} name, but --format {fmt}")
+    if space not in RGB_SPACES:
+        raise usage_error(f"--color-space {space}: use one of {', '.join(RGB_SPACES)}")
     if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
         raise usage_error(f"--bits {bits}: use 8, or 16 with png or tiff")
     try:
@@ -194,7 +204,7 @@ def develop(
         job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear, template=name, style=style_path.stem.removeprefix("enhance-"), folders=folders)
     settings = Settings(
         fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs,
-        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name, max_size=max_size,
+        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name, max_size=max_size, space=space,
     )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     internal = 0
