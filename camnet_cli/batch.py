@@ -88,10 +88,11 @@ class Settings:
     restore: str = ""
     max_size: int | None = None  # the outputs' longest side at most, in pixels
     space: str = "srgb"  # the photo's colour space (color.RGB_SPACES)
+    linear_bits: int = 16  # the linear companion's: 16-bit integers in [0, 1], or 32-bit float, unclipped
 
     def digest(self) -> str:
         """Identifies what changes the pixels (not the batch options), to tell outputs of other settings."""
-        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma, self.max_size, self.space)
+        what = (self.style, self.restore, self.fmt, self.quality, self.bits, self.wb, self.iso, self.noise, self.chroma, self.max_size, self.space, self.linear_bits)
         return hashlib.sha256(repr(what).encode()).hexdigest()[:12]
 
 
@@ -239,7 +240,7 @@ def _encode(
         )
     writes = [main]
     if job.linear_output is not None and developed.linear is not None:
-        writes.append((job.linear_output, export.image_writer(developed.linear, meta, fmt="tiff", bits=16, linear=True, **common)))
+        writes.append((job.linear_output, export.image_writer(developed.linear, meta, fmt="tiff", bits=settings.linear_bits, linear=True, **common)))
     files.atomic_write_all(writes)
     return time.perf_counter() - t
 
@@ -361,7 +362,7 @@ def run_batch(
                     start_decodes(i + 1)
                     developed = develop_frame(
                         engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma, max_size=settings.max_size,
-                        dng=settings.fmt == "dng",
+                        dng=settings.fmt == "dng", linear_float=settings.linear_bits == 32,
                     )
                     made = developed.camera if settings.fmt == "dng" else developed.srgb
                     if not np.isfinite(made).all():  # weights that hold huge values overflow

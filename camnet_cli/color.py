@@ -418,14 +418,16 @@ def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:
     return (mg / mr, 1.0, mg / mb)
 
 
-def fit_within(image: torch.Tensor, max_side: int) -> torch.Tensor:
+def fit_within(image: torch.Tensor, max_side: int, clip: bool = True) -> torch.Tensor:
     """(C, H, W) resampled so that its longer side is ``max_side`` (the aspect ratio kept, sides
     rounded), with an antialiased bicubic filter: Keys' cubic (a = -0.5) widened by the scale
-    factor, as Pillow's BICUBIC reduction does. Clipped to [0, 1]. An image no larger is returned as is.
+    factor, as Pillow's BICUBIC reduction does. Clipped to [0, 1] with ``clip``. An image no larger is
+    returned as is.
     """
     h, w = image.shape[-2:]
     if max(h, w) <= max_side:
         return image
     scale = max_side / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(image[None].float(), size=size, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0.0, 1.0)
+    out = F.interpolate(image[None].float(), size=size, mode="bicubic", antialias=True, align_corners=False)[0]
+    return out.clamp(0.0, 1.0) if clip else out

@@ -191,7 +191,7 @@ def image_writer(
     Args:
         fmt: "jpeg", "png" or "tiff".
         quality: JPEG quality, 1-100.
-        bits: 8 or 16 (PNG and TIFF).
+        bits: 8 or 16 (PNG and TIFF), or 32 (float TIFF).
         linear: the pixels are linear sRGB primaries (for ``--save-linear``); the ICC says so.
         provenance: ``camnet:`` fields for the XMP packet (``xmp_packet``): what made the file.
         source: the raw file, whose whole metadata is copied in where ExifTool is installed
@@ -200,11 +200,12 @@ def image_writer(
     """
     if fmt not in FORMATS or fmt == "dng":
         raise ValueError(f"unknown image format {fmt!r}")
-    if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
+    if bits not in (8, 16, 32) or (fmt == "jpeg" and bits != 8) or (bits == 32 and fmt != "tiff"):
         raise ValueError(f"{fmt} cannot hold {bits} bits")
     if space != "srgb":
         rgb = color.srgb_to_space(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), space).permute(1, 2, 0).numpy()
-    pixels = to_integers(rgb, bits)
+    # 32: float TIFF (SampleFormat IEEE float), the values as they are, beyond [0, 1] too.
+    pixels = np.ascontiguousarray(rgb, dtype=np.float32) if bits == 32 else to_integers(rgb, bits)
     exif = exif_bytes(meta, (pixels.shape[1], pixels.shape[0]), space)
     icc = icc_profile(linear, space)
     xmp = xmp_packet(provenance or {})

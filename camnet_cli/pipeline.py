@@ -61,6 +61,7 @@ def develop(
     max_size: int | None = None,
     render: bool = True,
     keep_camera: bool = False,
+    linear_float: bool = False,
 ) -> Developed:
     """Develop packed raw planes into images.
 
@@ -71,7 +72,7 @@ def develop(
         cam_to_xyz: (3, 3) white-balanced camera RGB -> XYZ.
         chroma: the chroma noise reduction's width in pixels; None: from ``omega`` (``chroma_width``).
         crop, orientation: the frame's phase crop and EXIF orientation, undone on the images.
-        linear: also make the linear sRGB image.
+        linear: also make the linear sRGB image; with ``linear_float``, not clipped to [0, 1] (scene-referred).
         camera: (3, 2h, 2w) camera RGB to use instead of Restore-Net's (a baseline's demosaic).
         max_size: the images' longest side at most, resampled down (``color.fit_within``) once upright.
         render: make the styled sRGB image (Enhance-Net); False for a linear DNG only.
@@ -84,10 +85,11 @@ def develop(
     xyz = color.camera_to_xyz(camera, torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
     t1 = time.perf_counter()
 
-    def finish(img: torch.Tensor) -> np.ndarray:
-        hwc = upright(uncrop(img.clamp(0.0, 1.0).permute(1, 2, 0).numpy(), crop), orientation)
+    def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
+        hwc = upright(uncrop((img.clamp(0.0, 1.0) if clip else img).permute(1, 2, 0).numpy(), crop), orientation)
         if max_size is not None and max(hwc.shape[:2]) > max_size:
-            hwc = np.ascontiguousarray(color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size).permute(1, 2, 0).numpy())
+            small = color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size, clip=clip)
+            hwc = np.ascontiguousarray(small.permute(1, 2, 0).numpy())
         return hwc
 
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
@@ -98,7 +100,7 @@ def develop(
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1
     if linear:
-        out.linear = finish(color.apply_matrix(xyz, color.XYZ_TO_SRGB))
+        out.linear = finish(color.apply_matrix(xyz, color.XYZ_TO_SRGB), clip=not linear_float)
     return out
 
 
@@ -110,6 +112,7 @@ def develop_frame(
     chroma: float | None = None,
     max_size: int | None = None,
     dng: bool = False,
+    linear_float: bool = False,
 ) -> Developed:
     """``develop`` a decoded raw frame; ``wb``: "camera" (as shot), "auto" (grey world) or gains;
     ``dng``: the restoration's camera RGB only (for a linear DNG), no styled image."""
@@ -117,5 +120,5 @@ def develop_frame(
     return develop(
         engine, frame.packed, frame.noise.omega, gains, frame.cam_to_xyz,  # type: ignore[arg-type]
         chroma=chroma, crop=frame.crop, orientation=frame.orientation, linear=linear, max_size=max_size,
-        render=not dng, keep_camera=dng,
+        render=not dng, keep_camera=dng, linear_float=linear_float,
     )

@@ -461,3 +461,15 @@ def test_colour_space_option_writes_the_profile_and_exif_that_say_it(tiny_weight
     assert _exif(tmp_path / "p3" / "shot.jpg")["EXIF ColorSpace"] == "Uncalibrated"
     refused = _run(dng, "--color-space", "rec2020", "-o", tmp_path / "x")
     assert refused.exit_code == 2 and "--color-space" in refused.stderr
+
+
+def test_linear_bits_32_is_a_float_tiff_with_the_highlights_kept(tiny_weights, dng, tmp_path):
+    assert _run(dng, "--save-linear", "--linear-bits", "32", "-o", tmp_path / "f").exit_code == 0
+    assert _run(dng, "--save-linear", "-o", tmp_path / "i").exit_code == 0
+    floats = tifffile.imread(tmp_path / "f" / "shot.linear.tif")
+    ints = tifffile.imread(tmp_path / "i" / "shot.linear.tif").astype(np.float32) / 65535
+    assert floats.dtype == np.float32 and floats.shape == ints.shape
+    inside = (floats > 0) & (floats < 1)
+    assert np.abs(floats[inside] - ints[inside]).max() < 1e-4  # the same values where 16 bits can hold them
+    assert (floats > 1).any() or (floats < 0).any()  # a random network's values beyond [0, 1] are kept
+    assert _run(dng, "--save-linear", "--linear-bits", "8", "-o", tmp_path / "x").exit_code == 2

@@ -83,6 +83,13 @@ def develop(
         bool,
         typer.Option("--save-linear", help="Also write the restoration stage as <name>.linear.tif: 16-bit linear sRGB primaries (D65).", rich_help_panel=OUTPUT),
     ] = False,
+    linear_bits: Annotated[
+        int,
+        typer.Option(
+            "--linear-bits", help="The linear file's samples: 16 (integers, clipped to [0, 1]) or 32 (float, scene-referred, unclipped).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (they are skipped otherwise).", rich_help_panel=OUTPUT)] = False,
     style: Annotated[str, typer.Option("--style", "-s", help="Style name or .safetensors path (Enhance-Net).", rich_help_panel=DEVELOP)] = DEFAULT_STYLE,
     restore: Annotated[
@@ -154,6 +161,8 @@ def develop(
         raise usage_error(f"--format {fmt}: use one of jpeg (jpg), png, tiff (tif) or dng")
     if into_file and _BY_EXTENSION[output.suffix.lower()] != fmt:
         raise usage_error(f"-o {output}: a {_BY_EXTENSION[output.suffix.lower()]} name, but --format {fmt}")
+    if linear_bits not in (16, 32):
+        raise usage_error(f"--linear-bits {linear_bits}: use 16 or 32")
     if space not in RGB_SPACES:
         raise usage_error(f"--color-space {space}: use one of {', '.join(RGB_SPACES)}")
     if bits not in (8, 16) or (fmt == "jpeg" and bits != 8):
@@ -204,7 +213,7 @@ def develop(
         job_list = plan_jobs(paths, output, FORMATS[fmt], linear=save_linear, template=name, style=style_path.stem.removeprefix("enhance-"), folders=folders)
     settings = Settings(
         fmt=fmt, quality=quality, bits=bits, wb=wb_choice, iso=iso, noise=override, chroma=chroma, overwrite=overwrite, jobs=jobs,
-        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name, max_size=max_size, space=space,
+        decode_timeout=decode_timeout, style=style_path.name, restore=restore_path.name, max_size=max_size, space=space, linear_bits=linear_bits,
     )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     internal = 0
