@@ -17,6 +17,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,6 +92,37 @@ def _cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def available_cpus() -> int:
+    """How many CPUs this process may use: its affinity mask (taskset, SLURM, containers' cpusets)
+    and its cgroup's CPU quota (docker --cpus, Kubernetes limits), not the machine's core count,
+    which oversubscribes the cores when they are shared."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        n = os.cpu_count() or 1
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):  # cgroup v2, v1
+        try:
+            fields = (Path("/sys/fs/cgroup") / quota_file).read_text().split()
+            quota, period = fields[0], (fields[1] if period_file is None else (Path("/sys/fs/cgroup") / period_file).read_text().split()[0])
+            if quota not in ("max", "-1"):
+                n = min(n, max(1, math.ceil(int(quota) / int(period))))
+            break
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(1, n)
+
+
+def use_cpus(n: int | None = None) -> int:
+    """Size torch's CPU thread pool to ``n`` CPUs (default ``available_cpus``), unless the user set
+    OMP_NUM_THREADS, which torch then follows. Returns the count in use."""
+    if n is None and os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    n = n or available_cpus()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def free_memory(device: torch.device) -> int:

@@ -216,3 +216,21 @@ def test_chroma_noise_reduction_after_enhance_net():
     torch.testing.assert_close(torch.from_numpy(on.srgb), filtered.permute(1, 2, 0))
     scores = [metrics.psnr(torch.from_numpy(x.srgb).permute(2, 0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on)]
     assert scores[1] > scores[0] + 0.3, scores
+
+
+def test_threads_follow_the_cpus_the_process_may_use():
+    """Under an affinity of one CPU (taskset, a SLURM allocation) camnet sizes torch's pool to it, not
+    to the machine; OMP_NUM_THREADS set by the user wins."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed")
+    code = "from camnet_cli.engine import available_cpus, use_cpus; import torch; print(available_cpus(), use_cpus(), torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    one = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert one.stdout.split() == ["1", "1", "1"], one.stderr
+    told = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert told.stdout.split()[1:] == ["1", "1"], told.stderr

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from camnet_cli.color import MAX_CHROMA
-from camnet_cli.engine import Engine, EngineError, pick_device, pick_precision
+from camnet_cli.engine import Engine, EngineError, pick_device, pick_precision, use_cpus
 from camnet_cli.noise import MAX_OMEGA, NoiseProfile, split_omega
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -65,7 +65,9 @@ def usage_error(message: str) -> typer.Exit:
 
 
 def make_engine(*nets, device: str, precision: str, **options) -> Engine:
-    """An ``Engine`` for a command's options, or a usage error that names the option at fault."""
+    """An ``Engine`` for a command's options, or a usage error that names the option at fault.
+    torch's CPU threads are sized to the CPUs this process may use (``engine.use_cpus``)."""
+    use_cpus()
     try:
         chosen = pick_device(device)
     except EngineError as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from camnet_cli.commands import (
     usage_error,
     warning,
 )
+from camnet_cli.engine import available_cpus
 from camnet_cli.export import FORMATS
 from camnet_cli.inputs import expand_inputs, subfolders
 from camnet_cli.raw import MAX_ISO
@@ -120,7 +120,7 @@ def develop(
         ),
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Decoding and encoding workers (files in flight).", min=1, rich_help_panel=BATCH)] = max(
-        1, min(4, os.cpu_count() or 1)
+        1, min(4, available_cpus())
     ),
     decode_timeout: Annotated[float, typer.Option(help="Seconds before a stuck raw decoder is killed.", min=1, rich_help_panel=BATCH)] = 300,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.", rich_help_panel=BATCH)] = False,
