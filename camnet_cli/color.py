@@ -250,8 +250,14 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
     b = mean_d - a * mean_l
     # Each channel is luma * (1 + a) + b, the three a and the three b each summing to zero.
     coef = torch.cat([a, -a.sum(1, keepdim=True), b, -b.sum(1, keepdim=True)], 1)
-    coef = F.interpolate(gaussian_blur(coef, sigma / step), scale_factor=step, mode="bilinear", align_corners=False)[..., :h, :w]
-    return (coef[:, :3] + 1) * rgb.mean(1, keepdim=True) + coef[:, 3:]
+    coef = gaussian_blur(coef, sigma / step)
+    # Upsampled a channel at a time: the full-size coefficients at once would be six more image planes.
+    luma = rgb.mean(1, keepdim=True)
+    out = torch.empty_like(rgb)
+    for c in range(3):
+        a_c, b_c = (F.interpolate(coef[:, k : k + 1], scale_factor=step, mode="bilinear", align_corners=False)[..., :h, :w] for k in (c, c + 3))
+        out[:, c : c + 1] = (a_c + 1) * luma + b_c
+    return out
 
 
 

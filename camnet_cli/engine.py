@@ -272,4 +272,6 @@ class Engine:
             raise EngineError("no Enhance-Net loaded")
         xyz = xyz[None].to(self.device, torch.float32)
         x = self.enhance_net.prepare(xyz)  # the curve in float32
-        return self.enhance_net.finish(self._run("enhance", self.enhance_net, x), xyz)[0]
+        y = self._run("enhance", self.enhance_net, x)
+        del x  # an image's worth of memory, not needed by finish
+        return self.enhance_net.finish(y, xyz)[0]

@@ -86,7 +86,8 @@ def develop(
     t1 = time.perf_counter()
 
     def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
-        hwc = upright(uncrop((img.clamp(0.0, 1.0) if clip else img).permute(1, 2, 0).numpy(), crop), orientation)
+        # In place: each image here is this function's own, and copies of a whole frame add up.
+        hwc = upright(uncrop((img.clamp_(0.0, 1.0) if clip else img).permute(1, 2, 0).numpy(), crop), orientation)
         if max_size is not None and max(hwc.shape[:2]) > max_size:
             small = color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size, clip=clip)
             hwc = np.ascontiguousarray(small.permute(1, 2, 0).numpy())
@@ -95,6 +96,7 @@ def develop(
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
     if keep_camera:
         out.camera = uncrop(camera.permute(1, 2, 0).float().cpu().numpy(), crop)
+    del camera  # the styled image needs only the XYZ: an image's worth of memory freed for the enhancement
     if render and engine.enhance_net is not None:
         srgb = color.smooth_chroma(engine.enhance(xyz)[None], chroma_width(chroma, omega))[0]
         out.srgb = finish(srgb.cpu())

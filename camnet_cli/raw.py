@@ -136,7 +136,10 @@ _UPRIGHT = {
 
 
 def uncrop(image: np.ndarray, crop: Crop) -> np.ndarray:
-    """(H', W', C) -> (H, W, C): put back the rows and columns the RGGB crop removed (edge-repeated)."""
+    """(H', W', C) -> (H, W, C): put back the rows and columns the RGGB crop removed (edge-repeated);
+    ``image`` itself when there are none."""
+    if not (crop.top or crop.left or crop.bottom or crop.right):
+        return image
     return np.pad(image, ((crop.top, crop.bottom), (crop.left, crop.right), (0, 0)), mode="edge")
 
 
