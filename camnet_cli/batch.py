@@ -104,7 +104,7 @@ _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]+")  # path separators and control char
 def check_template(template: str) -> None:
     """Raise ValueError unless ``template`` (e.g. ``"{date}-{stem}"``) uses only ``NAME_FIELDS``."""
     try:
-        fields = [f for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as e:
         raise ValueError(f"--name {template!r}: {e}") from None
     unknown = [f for f in fields if f not in NAME_FIELDS]
@@ -253,14 +253,11 @@ def _dng_options(frame: Frame, developed: Developed) -> dict[str, Any]:
     """
     gains = np.asarray(developed.wb, dtype=np.float64)
     xyz_to_cam = frame.xyz_to_cam if frame.xyz_to_cam is not None else np.linalg.inv(frame.cam_to_xyz @ np.diag(gains))
-    m, c = frame.metadata, frame.crop
+    c = frame.crop
     return {
         "xyz_to_cam": xyz_to_cam,
         "as_shot_neutral": (1 / gains).tolist(),
-        "metadata": DngMetadata(
-            make=m.make or "unknown", model=m.model or "camera", iso=None if m.iso is None else round(m.iso), exposure_time=m.exposure_time,
-            f_number=m.f_number, focal_length=m.focal_length, date=m.date, orientation=frame.orientation, lens=m.lens,
-        ),
+        "metadata": DngMetadata.from_shot(frame.metadata, frame.orientation),
         "crop": (c.top, c.left, c.bottom, c.right),  # the rows and columns uncrop repeated: not image
     }
 

@@ -83,7 +83,7 @@ class Decode:
         except (EOFError, ConnectionError):
             self.process.join(5)
             code = self.process.exitcode
-            why = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+            why = f"signal {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"
             raise RawError(self.path, f"the raw decoder crashed ({why})") from None
         finally:
             self.conn.close()
@@ -98,6 +98,13 @@ class Decode:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time or unknown signal
+        return str(number)
 
 
 def decode(path: Path, *, iso: float | None = None, noise: NoiseProfile | None = None, timeout: float = 300.0) -> Frame:

@@ -25,6 +25,7 @@ import torch
 
 from camnet_cli import __version__, color
 from camnet_cli.files import atomic_write
+from camnet_cli.raw import Metadata
 
 # DNG CFAPattern codes per colour: 0 = red, 1 = green, 2 = blue (TIFF/EP CFAPattern).
 _CFA_CODES = {"R": 0, "G": 1, "B": 2}
@@ -55,6 +56,15 @@ class DngMetadata:
     date: str | None = None  # EXIF form, "YYYY:MM:DD HH:MM:SS" (write_linear_dng also takes ISO 8601)
     orientation: int = 1
     lens: str | None = None  # EXIF LensModel; written by write_linear_dng
+
+    @classmethod
+    def from_shot(cls, meta: Metadata, orientation: int = 1) -> DngMetadata:
+        """What a raw file said about its shot (``raw.Metadata``), as a DNG's."""
+        return cls(
+            make=meta.make or "unknown", model=meta.model or "camera", iso=None if meta.iso is None else round(meta.iso),
+            exposure_time=meta.exposure_time, f_number=meta.f_number, focal_length=meta.focal_length, date=meta.date,
+            orientation=orientation, lens=meta.lens,
+        )
 
 
 def to_dn(normalised: np.ndarray, black_level: Sequence[float] | float, white_level: int) -> np.ndarray:

@@ -704,6 +704,18 @@ def _error_lines(run: Run, corpus: list[Mutant], summary: re.Pattern[str] | None
     return by_input, list(dict.fromkeys(found))
 
 
+def _records(run: Run, corpus: list[Mutant], key: str, found: list[str]) -> dict[str, list[dict]]:
+    """The JSON lines of a run by the input their ``key`` names; a finding for each line that is none."""
+    records: dict[str, list[dict]] = {m.name: [] for m in corpus}
+    for line in _lines(run.stdout):
+        try:
+            record = _strict_json(line)
+            records[record[key]].append(record)  # type: ignore[index]
+        except (ValueError, KeyError, TypeError) as e:
+            found.append(f"{run.label}: a stdout line that is no record of an input ({e}): {line[:300]!r}")
+    return records
+
+
 def check_develop(run: Run, corpus: list[Mutant], sizes: dict[str, tuple[int, int]]) -> tuple[list[str], int, int]:
     """Findings of the one ``develop --json`` run over the raw corpus, and how many were developed and refused.
 
@@ -713,13 +725,7 @@ def check_develop(run: Run, corpus: list[Mutant], sizes: dict[str, tuple[int, in
     found = run_findings(run)
     errors, stray = _error_lines(run, corpus, _SUMMARY)
     found += stray
-    records: dict[str, list[dict]] = {m.name: [] for m in corpus}
-    for line in _lines(run.stdout):
-        try:
-            record = _strict_json(line)
-            records[record["input"]].append(record)  # type: ignore[index]
-        except (ValueError, KeyError, TypeError) as e:
-            found.append(f"{run.label}: a stdout line that is no record of an input ({e}): {line[:300]!r}")
+    records = _records(run, corpus, "input", found)
     missing = [m for m in corpus if m.expect != "folder" and not records[m.name]]
     if missing:
         found.append(f"{run.label}: no JSON record for {len(missing)} of {len(corpus)} inputs, e.g. " + ", ".join(repr(m.name) for m in missing[:5]))
@@ -780,13 +786,7 @@ def check_inspect(run: Run, corpus: list[Mutant]) -> tuple[list[str], dict[str, 
     found = run_findings(run)
     errors, stray = _error_lines(run, corpus, None)
     found += stray
-    records: dict[str, list[dict]] = {m.name: [] for m in corpus}
-    for line in _lines(run.stdout):
-        try:
-            record = _strict_json(line)
-            records[record["path"]].append(record)  # type: ignore[index]
-        except (ValueError, KeyError, TypeError) as e:
-            found.append(f"{run.label}: a stdout line that is no record of an input ({e}): {line[:300]!r}")
+    records = _records(run, corpus, "path", found)
     sizes = {}
     for m in corpus:
         what = f"inspect {m.name!r} ({m.how})"

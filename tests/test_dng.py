@@ -16,7 +16,7 @@ from PIL import Image
 from camnet_cli import color, metrics
 from camnet_cli.dng import DngMetadata, to_dn, write_dng, write_linear_dng
 from camnet_cli.engine import Engine
-from camnet_cli.raw import Frame, Metadata, load_frame
+from camnet_cli.raw import Frame, load_frame
 from camnet_cli.weights import SHIPPED_DIR, load_weights
 from tests.conftest import EXAMPLE_DNG, SONY_XYZ_TO_CAM
 
@@ -58,21 +58,6 @@ def test_failed_write_leaves_nothing(tmp_path):
 # --- LinearRaw DNG ------------------------------------------------------------------------------
 
 
-def _dng_metadata(meta: Metadata) -> DngMetadata:
-    """A raw file's metadata as a DNG's."""
-    return DngMetadata(
-        make=meta.make or "unknown",
-        model=meta.model or "camera",
-        iso=None if meta.iso is None else round(meta.iso),
-        exposure_time=meta.exposure_time,
-        f_number=meta.f_number,
-        focal_length=meta.focal_length,
-        date=meta.date,
-        orientation=meta.orientation or 1,
-        lens=meta.lens,
-    )
-
-
 @pytest.fixture(scope="module")
 def example_restoration() -> tuple[Frame, np.ndarray, np.ndarray]:
     """The shipped example raw (a Sony a7R III at ISO 3200) restored by the shipped Restore-Net:
@@ -89,7 +74,7 @@ def example_restoration() -> tuple[Frame, np.ndarray, np.ndarray]:
 def linear_dng(example_restoration, tmp_path_factory) -> Path:
     frame, xyz_to_cam, camera = example_restoration
     path = tmp_path_factory.mktemp("linear") / "restored.dng"
-    write_linear_dng(path, camera, xyz_to_cam=xyz_to_cam, as_shot_neutral=[1 / g for g in frame.wb], metadata=_dng_metadata(frame.metadata))
+    write_linear_dng(path, camera, xyz_to_cam=xyz_to_cam, as_shot_neutral=[1 / g for g in frame.wb], metadata=DngMetadata.from_shot(frame.metadata, frame.orientation))
     return path
 
 
