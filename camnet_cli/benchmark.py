@@ -7,12 +7,17 @@ Numbers come from runs, never from assertions in tests (machines are shared and 
 from __future__ import annotations
 
 import math
+import os
 import platform
+import re
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +25,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from camnet_cli import export
+from camnet_cli import __version__, export
 from camnet_cli.batch import Outcome, Settings, plan_jobs, run_batch
 from camnet_cli.engine import Engine
 from camnet_cli.model import EnhanceNet, RestoreNet
 from camnet_cli.pipeline import develop
-from camnet_cli.raw import read_metadata
 
 
 def count_gflops(restore: RestoreNet, enhance: EnhanceNet, width: int, height: int) -> float:
@@ -126,7 +130,6 @@ class EndToEnd:
 
     files: list[Outcome] = field(default_factory=list)
     wall: float = 0.0
-    baseline_files_per_s: float | None = None
 
     @property
     def files_per_s(self) -> float:
@@ -134,36 +137,171 @@ class EndToEnd:
         return done / self.wall if self.wall else 0.0
 
 
-def bench_end_to_end(paths: list[Path], engine: Engine, settings: Settings, baseline: bool = False) -> EndToEnd:
-    """Develop ``paths`` into a temporary folder, timing decode, restore, enhance and encode.
-
-    With ``baseline``, also time LibRaw's own pipeline (AHD demosaic, camera white balance,
-    sRGB, 8 bits) with the same JPEG writer on the same files.
-    """
+def bench_end_to_end(paths: list[Path], engine: Engine, settings: Settings) -> EndToEnd:
+    """Develop ``paths`` into a temporary folder in this process, timing decode, restore, enhance and encode."""
     result = EndToEnd()
     with tempfile.TemporaryDirectory(prefix="camnet-bench-") as out:
         jobs = plan_jobs(paths, Path(out), export.FORMATS[settings.fmt])
         t = time.perf_counter()
         result.files = run_batch(jobs, engine, Settings(**{**settings.__dict__, "overwrite": True}), lambda o: None)
         result.wall = time.perf_counter() - t
-        if baseline:
-            seconds, done = _libraw_baseline(jobs)
-            result.baseline_files_per_s = done / seconds if seconds else 0.0
     return result
 
 
-def _libraw_baseline(jobs: list) -> tuple[float, int]:
-    """Seconds for LibRaw's pipeline over the jobs, and how many files it developed."""
-    import rawpy
+# --- whole processes, camnet beside the classical developers ------------------------------------
+
+# The developers `bench --e2e --baseline` compares camnet with, each as a user runs it with its
+# default settings, writing a JPEG. Each gets a fresh configuration and cache folder (XDG and
+# darktable's --configdir), so neither a user's own settings nor their caches change the figures.
+BASELINES = ("darktable", "rawtherapee", "libraw")
+BASELINE_TOOLS = {"darktable": "darktable-cli", "rawtherapee": "rawtherapee-cli"}
+
+# LibRaw's own pipeline through rawpy (AHD, the camera's white balance, sRGB, 8 bits), in a
+# fresh interpreter like the others; its JPEG at camnet's default quality.
+_LIBRAW_SCRIPT = """\
+import sys, imageio.v3 as iio, rawpy
+with rawpy.imread(sys.argv[1]) as raw:
+    rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
+iio.imwrite(sys.argv[2], rgb, quality=int(sys.argv[3]))
+"""
 
 
-    t, done = time.perf_counter(), 0
-    for job in jobs:
+def baseline_command(name: str, raw: Path, out: Path, config: Path) -> list[str] | None:
+    """The command line that develops ``raw`` into the folder ``out`` with a baseline's
+    defaults, or None when the tool is not installed."""
+    if name == "libraw":
+        return [sys.executable, "-c", _LIBRAW_SCRIPT, str(raw), str(out / f"{raw.stem}.jpg"), str(Settings.quality)]
+    exe = shutil.which(BASELINE_TOOLS[name])
+    if exe is None:
+        return None
+    if name == "darktable":
+        return [exe, str(raw), str(out / f"{raw.stem}.jpg"), "--core", "--configdir", str(config / "darktable")]
+    return [exe, "-o", str(out), "-d", "-Y", "-c", str(raw)]  # -d: RawTherapee's default profile
+
+
+def tool_version(name: str) -> str:
+    """What a baseline reports itself as (its first line), for the record."""
+    if name == "libraw":
+        import rawpy
+
+        return f"LibRaw {rawpy.libraw_version[0]}.{rawpy.libraw_version[1]} (rawpy {rawpy.__version__})"
+    exe = shutil.which(BASELINE_TOOLS.get(name, ""))
+    if exe is None:
+        return ""
+    flag = "--version" if name == "darktable" else "-v"
+    try:
+        done = subprocess.run([exe, flag], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return BASELINE_TOOLS[name]
+    number = re.search(r"\d+(\.\d+)+", done.stdout + done.stderr)  # "this is darktable-cli 4.2.1", "RawTherapee, version 5.9"
+    return f"{BASELINE_TOOLS[name]} {number[0]}" if number else BASELINE_TOOLS[name]
+
+
+@dataclass
+class ProcessTime:
+    """One command's run: wall and CPU seconds (user + system, its children included), peak RSS."""
+
+    wall: float
+    cpu: float
+    peak_rss_mb: float
+    error: str = ""
+
+
+def time_process(argv: list[str], env: dict[str, str]) -> ProcessTime:
+    """Run ``argv`` to its end; what it cost, from the kernel's account of the process (wait4)."""
+    with tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
         try:
-            with rawpy.imread(str(job.path)) as raw:
-                rgb = raw.postprocess(use_camera_wb=True, output_bps=8)  # AHD is LibRaw's default demosaic
-        except rawpy.LibRawError:
-            continue
-        export.write_image(job.output.with_suffix(".libraw.jpg"), rgb.astype(np.float32) / 255, read_metadata(job.path))
-        done += 1
-    return time.perf_counter() - t, done
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        except OSError as e:
+            return ProcessTime(0.0, 0.0, 0.0, f"{argv[0]}: {e.strerror or e}")
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        rss = usage.ru_maxrss / 2**20 if sys.platform == "darwin" else usage.ru_maxrss / 1024
+        run = ProcessTime(wall, usage.ru_utime + usage.ru_stime, rss)
+        if proc.returncode != 0:
+            err.seek(0)
+            lines = [line.strip() for line in err.read().decode(errors="replace").splitlines() if line.strip()]
+            # the tool's first error line says most (a summary may follow it), else its last line
+            said = next((line for line in lines if line.lower().startswith("error")), lines[-1] if lines else "")
+            run.error = f"exit status {proc.returncode}" + (f": {said}" if said else "")
+    return run
+
+
+@dataclass
+class Comparison:
+    """Every timed run of each tool, by round (a round runs each tool once on every file)."""
+
+    runs: dict[str, list[list[ProcessTime]]]
+    versions: dict[str, str]
+    skipped: dict[str, str]
+    files: int
+    load: int
+
+    def ok(self, tool: str) -> list[ProcessTime]:
+        return [run for round_ in self.runs[tool] for run in round_ if not run.error]
+
+    def errors(self, tool: str) -> list[str]:
+        return sorted({run.error for round_ in self.runs[tool] for run in round_ if run.error})
+
+    def ratio(self, tool: str, what: str = "wall") -> float | None:
+        """How many times as long camnet took as ``tool``: the median over rounds of the two
+        tools' totals in the same round, over the files both developed."""
+        ratios = []
+        for mine, theirs in zip(self.runs["camnet"], self.runs[tool]):
+            both = [(a, b) for a, b in zip(mine, theirs) if not a.error and not b.error]
+            total = sum(getattr(b, what) for _, b in both)
+            if total > 0:
+                ratios.append(sum(getattr(a, what) for a, _ in both) / total)
+        return statistics.median(ratios) if ratios else None
+
+
+def compare_whole_process(
+    paths: list[Path],
+    camnet: Callable[[Path, Path], list[str]],
+    baselines: list[str],
+    rounds: int = 3,
+    warmup: int = 1,
+    load: int = 0,
+) -> Comparison:
+    """Time camnet and the installed ``baselines``, alternating, each as a whole process per file.
+
+    ``camnet(raw, out_dir)`` gives camnet's command line. The order of the tools turns with each
+    round, so no tool always runs right after another; each run's output is checked and deleted.
+    ``load`` CPU-bound processes run beside all of it, as on a machine whose cores are shared.
+    The untimed ``warmup`` runs (first file) fill the disk cache and the tools' first-run set-up.
+    """
+    versions, skipped, commands = {"camnet": f"camnet {__version__}"}, {}, {"camnet": camnet}
+    with tempfile.TemporaryDirectory(prefix="camnet-bench-") as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "XDG_CONFIG_HOME": str(root / "config"), "XDG_CACHE_HOME": str(root / "cache")}
+        for name in baselines:
+            if baseline_command(name, paths[0], root, root) is None:
+                skipped[name] = f"{BASELINE_TOOLS[name]} is not on PATH"
+            else:
+                commands[name] = lambda raw, out, name=name: baseline_command(name, raw, out, root)  # type: ignore[misc]
+                versions[name] = tool_version(name)
+        tools = list(commands)
+        runs: dict[str, list[list[ProcessTime]]] = {tool: [] for tool in tools}
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+        try:
+            for tool in tools * warmup:
+                _run_once(commands[tool], paths[0], root / "warmup", env)
+            for r in range(rounds):
+                for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
+                    runs[tool].append([_run_once(commands[tool], path, root / f"{tool}-{r}", env) for path in paths])
+        finally:
+            for proc in busy:
+                proc.kill()
+                proc.wait()
+    return Comparison(runs, versions, skipped, len(paths), load)
+
+
+def _run_once(command: Callable[[Path, Path], list[str]], raw: Path, out: Path, env: dict[str, str]) -> ProcessTime:
+    out.mkdir(parents=True, exist_ok=True)
+    run = time_process(command(raw, out), env)
+    if not run.error and not any(f.is_file() and f.stat().st_size for f in out.rglob("*")):
+        run.error = f"{raw.name}: wrote no output"
+    shutil.rmtree(out, ignore_errors=True)
+    return run

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import torch
 from typer.testing import CliRunner
@@ -42,16 +43,36 @@ def test_table_output_and_tiling():
         assert text in result.stdout
 
 
-def test_end_to_end_with_baseline(tiny_weights, tmp_path):
+def test_end_to_end_stages(tiny_weights, tmp_path):
     (tmp_path / "bad.ARW").write_bytes(b"not a raw")
-    result = _bench("--e2e", EXAMPLE_DNG, tmp_path / "bad.ARW", "--baseline", "libraw", "--device", "cpu", "--json")
+    result = _bench("--e2e", EXAMPLE_DNG, tmp_path / "bad.ARW", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     good, bad = record["files"]
     assert good["status"] == "ok" and all(good[s] > 0 for s in ("decode", "restore", "enhance", "encode"))
     assert bad["status"] == "failed"
-    assert record["files_per_s"] > 0 and record["libraw_files_per_s"] > 0
+    assert record["files_per_s"] > 0
     assert record["weights"] == "style natural"
+
+
+def test_whole_process_comparison(tiny_weights, tmp_path):
+    """camnet and the baselines each run as a process per file; a tool not installed is left out,
+    a file one cannot develop is reported and the ratio is of the files both developed."""
+    (tmp_path / "bad.ARW").write_bytes(b"not a raw")
+    result = _bench("--e2e", EXAMPLE_DNG, tmp_path / "bad.ARW", "--baseline", "libraw,darktable", "--iters", "1", "--warmup", "0", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    has_darktable = shutil.which("darktable-cli") is not None
+    assert list(record["tools"]) == ["camnet", "libraw"] + ["darktable"] * has_darktable
+    assert has_darktable or "darktable-cli" in record["skipped"]["darktable"]
+    for name, tool in record["tools"].items():
+        assert len(tool["wall_s"]) == 1 and tool["wall_s"][0] > 0 and tool["cpu_s"][0] > 0 and tool["peak_rss_mb"] > 10, name
+        assert len(tool["errors"]) == 1 and tool["errors"][0].startswith("exit status"), name
+    assert "bad.ARW" in record["tools"]["camnet"]["errors"][0]
+    # camnet's process imports torch and runs two networks: it costs more than LibRaw's
+    libraw = record["tools"]["libraw"]
+    assert libraw["camnet_wall_ratio"] > 1 and libraw["camnet_cpu_ratio"] > 1
+    assert record["tools"]["camnet"]["peak_rss_mb"] > libraw["peak_rss_mb"]
 
 
 def test_end_to_end_without_weights_times_random_ones(tmp_path, monkeypatch):
@@ -63,6 +84,6 @@ def test_end_to_end_without_weights_times_random_ones(tmp_path, monkeypatch):
 
 
 def test_usage_errors():
-    for args in (["--resolution", "big"], ["--model", "huge"], ["--e2e"], ["--baseline", "dcraw"]):
+    for args in (["--resolution", "big"], ["--model", "huge"], ["--e2e"], ["--e2e", EXAMPLE_DNG, "--baseline", "dcraw"], ["--baseline", "libraw"], ["--e2e", EXAMPLE_DNG, "--baseline", ","]):
         result = _bench(*args)
         assert result.exit_code == 2, args

@@ -53,9 +53,13 @@ def test_random_cameras_are_plausible():
 
 
 def test_synthetic_split_holds_out_photos(tmp_path):
-    photos = [tmp_path / f"{i}.jpg" for i in range(21)]
+    photos = [tmp_path / f"{i:02d}.jpg" for i in range(21)]
     val, train = synthetic.split(photos, "val"), synthetic.split(photos, "train")
     assert len(val) == 3 and set(val).isdisjoint(train) and len(train) == 18
+    # photographs added in a subfolder (sorting among the others) have their own split
+    more = [tmp_path / "e" / f"{i}.jpg" for i in range(8)]
+    val_more = synthetic.split(sorted(photos + more), "val")
+    assert set(val) < set(val_more) and set(val_more) - set(val) == {more[3]}
 
 
 # --- real datasets ------------------------------------------------------------------------------

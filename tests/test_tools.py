@@ -4,6 +4,7 @@ their command line), in this process: none of them is about being a separate pro
 import contextlib
 import dataclasses
 import io
+import json
 import runpy
 import subprocess
 import sys
@@ -111,3 +112,13 @@ def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
         assert done.returncode == 0, done.stderr
         rms, largest = (float(done.stdout.split(word)[1].split()[0].rstrip(",")) for word in ("grid RMS", "largest"))
         assert rms == pytest.approx(expected, abs=0.01) and largest == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the report runs the whole suite and the benchmarks")
+def test_gpu_report_without_cuda_records_the_environment_and_says_so(tmp_path):
+    script = SCRIPTS / "gpu_report.sh"
+    done = subprocess.run(["bash", str(script)], env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "gpu_report.json").read_text())
+    assert report["env"]["torch"] == torch.__version__ and report["errors"] == []
+    assert any("no CUDA" in note for note in report["notes"]) and report["bench"] == {} and report["e2e"] is None

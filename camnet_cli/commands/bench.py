@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import torch
@@ -11,7 +14,7 @@ import typer
 from rich.table import Table
 
 from camnet_cli.batch import Settings
-from camnet_cli.benchmark import bench_end_to_end, bench_model
+from camnet_cli.benchmark import BASELINES, bench_end_to_end, bench_model, compare_whole_process
 from camnet_cli.commands import EXIT_OK, make_engine, stderr, stdout, usage_error, warning
 from camnet_cli.commands.develop import DEFAULT_STYLE
 from camnet_cli.engine import Engine
@@ -30,7 +33,11 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed runs first.", min=0)] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     e2e: Annotated[bool, typer.Option("--e2e", help="Time FILES end to end: decode, restoration, enhancement, encode.")] = False,
-    baseline: Annotated[str | None, typer.Option(help="With --e2e: also time 'libraw' (LibRaw's AHD pipeline) on the same files.")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="With --e2e: compare camnet with these developers, comma-separated: darktable, rawtherapee, libraw (those installed; whole processes, alternating, --iters rounds)."),
+    ] = None,
+    load: Annotated[int, typer.Option(help="With --baseline: CPU-bound processes to run beside every tool, as when the cores are shared.", min=0)] = 0,
     style: Annotated[str, typer.Option(help="With --e2e: the style to develop with; random weights if not installed.")] = DEFAULT_STYLE,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=ENGINE)] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ENGINE)] = "auto",
@@ -44,19 +51,35 @@ def bench(
 
         camnet bench --resolution 4032x3024
 
-        camnet bench --e2e photos/*.ARW --baseline libraw
+        camnet bench --e2e photos/*.ARW
+
+        camnet bench --e2e photo.ARW --baseline darktable,rawtherapee,libraw --load 1
     """
     if model not in MODEL_SIZES:
         raise usage_error(f"--model {model}: use one of {', '.join(MODEL_SIZES)}")
     match = re.fullmatch(r"(\d+)x(\d+)", resolution)
     if not match or min(int(match[1]), int(match[2])) < 32:
         raise usage_error(f"--resolution {resolution}: use WIDTHxHEIGHT, e.g. 4032x3024")
-    if baseline not in (None, "libraw"):
-        raise usage_error(f"--baseline {baseline}: the only baseline is libraw")
+    baselines = [b.strip() for b in baseline.split(",") if b.strip()] if baseline is not None else []
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown or (baseline is not None and not baselines):
+        raise usage_error(f"--baseline {baseline}: use one or more of {', '.join(BASELINES)}, comma-separated")
+    if baselines and not e2e:
+        raise usage_error("--baseline needs --e2e and raw files")
     if e2e and not files:
         raise usage_error("--e2e needs raw files")
     width, height = int(match[1]) // 2 * 2, int(match[2]) // 2 * 2
 
+    if e2e:
+        paths, notes = expand_inputs(files or [])
+        for note in notes:
+            warning(note)
+        if not paths:
+            raise usage_error("no input files")
+    if baselines:  # the networks run in the camnet processes timed, not in this one
+        engine_options = _engine_options(device=device, precision=precision, tile=tile, compile_=compile_)
+        _compare(paths, baselines, style, engine_options, rounds=iters, warmup=warmup, load=load, json_output=json_output)
+        raise typer.Exit(EXIT_OK)
     restore, enhance, weights = _nets(style if e2e else None, model)
     engine = make_engine(restore, enhance, device=device, precision=precision, tile=tile, compile=compile_)
 
@@ -81,12 +104,7 @@ def bench(
             stdout.print(table)
         raise typer.Exit(EXIT_OK)
 
-    paths, notes = expand_inputs(files or [])
-    for note in notes:
-        warning(note)
-    if not paths:
-        raise usage_error("no input files")
-    result = bench_end_to_end(paths, engine, Settings(jobs=jobs), baseline=baseline == "libraw")
+    result = bench_end_to_end(paths, engine, Settings(jobs=jobs))
     stages = ("decode", "restore", "enhance", "encode")
     if json_output:
         record = {
@@ -96,8 +114,6 @@ def bench(
             "device": engine.device.type,
             "precision": engine.precision,
         }
-        if result.baseline_files_per_s is not None:
-            record["libraw_files_per_s"] = round(result.baseline_files_per_s, 3)
         stdout.out(json.dumps(record), highlight=False)
         raise typer.Exit(EXIT_OK)
     table = Table(title=f"camnet bench --e2e ({weights}, {engine.device.type}, {engine.precision})", title_justify="left")
@@ -108,13 +124,75 @@ def bench(
         table.add_row(o.job.path.name, *(f"{o.stages[s]:.2f}" if s in o.stages else "—" for s in stages))
     stdout.print(table)
     stdout.print(f"{result.files_per_s:.3f} files/s ({len(paths)} files in {result.wall:.1f} s, {jobs} workers)")
-    if result.baseline_files_per_s is not None:
-        libraw = result.baseline_files_per_s
-        stdout.print(f"LibRaw AHD baseline: {libraw:.3f} files/s; camnet takes {libraw / max(result.files_per_s, 1e-9):.1f}x as long per file")
     for o in result.files:
         if o.status == "failed":
             stderr.print(f"error: {o.error}", soft_wrap=True, highlight=False)
     raise typer.Exit(EXIT_OK)
+
+
+def _engine_options(device: str, precision: str, tile: int | None, compile_: bool) -> list[str]:
+    """The engine options given to bench, passed on to the ``camnet develop`` it times."""
+    options = [] if device == "auto" else ["--device", device]
+    options += [] if precision == "auto" else ["--precision", precision]
+    options += [] if tile is None else ["--tile", str(tile)]
+    return options + (["--compile"] if compile_ else [])
+
+
+def _compare(paths: list[Path], baselines: list[str], style: str, options: list[str], rounds: int, warmup: int, load: int, json_output: bool) -> None:
+    """``bench --e2e --baseline``: camnet and the classical developers as whole processes, alternating."""
+
+    def camnet(raw: Path, out: Path) -> list[str]:
+        return [sys.executable, "-m", "camnet_cli", "develop", str(raw), "-o", str(out), "--style", style, *options]
+
+    result = compare_whole_process(paths, camnet, baselines, rounds=rounds, warmup=warmup, load=load)
+    for name, why in result.skipped.items():
+        warning(f"--baseline {name}: {why}; left out")
+    tools = list(result.runs)
+    if json_output:
+        record = {
+            "files": [str(p) for p in paths],
+            "rounds": rounds,
+            "load": load,
+            "tools": {
+                tool: {
+                    "version": result.versions[tool],
+                    "wall_s": [round(r.wall, 3) for r in result.ok(tool)],
+                    "cpu_s": [round(r.cpu, 3) for r in result.ok(tool)],
+                    "peak_rss_mb": round(max((r.peak_rss_mb for r in result.ok(tool)), default=0.0), 1),
+                    "errors": result.errors(tool),
+                    **({} if tool == "camnet" else {"camnet_wall_ratio": _round(result.ratio(tool)), "camnet_cpu_ratio": _round(result.ratio(tool, "cpu"))}),
+                }
+                for tool in tools
+            },
+            "skipped": result.skipped,
+        }
+        stdout.out(json.dumps(record), highlight=False)
+        return
+    beside = f", {load} CPU-bound process{'es' if load > 1 else ''} beside" if load else ""
+    title = f"camnet bench --e2e: whole processes, alternating, {rounds} round{'s' if rounds > 1 else ''} of {len(paths)} file{'s' if len(paths) > 1 else ''}{beside}"
+    table = Table(title=title, title_justify="left")
+    for column in ("tool", "version", "wall s a file, median (min–max)", "CPU s a file", "peak RSS", "camnet takes (wall, CPU)"):
+        table.add_column(column, justify="left" if column in ("tool", "version") else "right")
+    for tool in tools:
+        ok = result.ok(tool)
+        if not ok:
+            table.add_row(tool, result.versions[tool], "failed", "—", "—", "—")
+            continue
+        walls = [r.wall for r in ok]
+        wall = f"{statistics.median(walls):.2f} ({min(walls):.2f}–{max(walls):.2f})"
+        cpu = f"{statistics.median(r.cpu for r in ok):.2f}"
+        rss = f"{max(r.peak_rss_mb for r in ok) / 1024:.2f} GB"
+        wall_ratio, cpu_ratio = result.ratio(tool), result.ratio(tool, "cpu")
+        ratio = "—" if tool == "camnet" or wall_ratio is None or cpu_ratio is None else f"{wall_ratio:.1f}×, {cpu_ratio:.1f}×"
+        table.add_row(tool, result.versions[tool], wall, cpu, rss, ratio)
+    stdout.print(table)
+    for tool in tools:
+        for error in result.errors(tool):
+            stderr.print(f"error: {tool}: {error}", soft_wrap=True, highlight=False)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def _nets(style: str | None, model: str) -> tuple[RestoreNet, EnhanceNet, str]:

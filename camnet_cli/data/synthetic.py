@@ -79,8 +79,15 @@ def find_photos(root: Path) -> list[Path]:
 
 
 def split(photos: list[Path], part: str, every: int = 7) -> list[Path]:
-    """A fixed split: every ``every``-th photo (from the fourth) is held out for validation."""
-    held = [p for i, p in enumerate(photos) if i % every == 3]
+    """A fixed split: every ``every``-th photo (from the fourth) of each folder is held out for validation.
+
+    Counting within each folder lets photographs be added in a new subfolder without moving
+    the held-out set of the others."""
+    folders: dict[Path, list[Path]] = {}
+    for photo in photos:
+        folders.setdefault(photo.parent, []).append(photo)
+    held_set = {p for group in folders.values() for i, p in enumerate(group) if i % every == 3}
+    held = [p for p in photos if p in held_set]
     if part == "val":
         return held
     return [p for p in photos if p not in held] if held and len(held) < len(photos) else photos
