@@ -608,7 +608,9 @@ def _frame_from_libraw(
     # needs the values below black).
     planes = cropped.reshape(h // 2, 2, w // 2, 2).transpose(1, 3, 0, 2).reshape(4, h // 2, w // 2)
     scale = (white - black_rggb).reshape(4, 1, 1)
-    packed = (planes.astype(np.float32) - black_rggb.reshape(4, 1, 1).astype(np.float32)) / scale.astype(np.float32)
+    packed = planes.astype(np.float32)  # the one copy: the arithmetic is in place, as exact
+    packed -= black_rggb.reshape(4, 1, 1).astype(np.float32)
+    packed /= scale.astype(np.float32)
 
     if iso_override is not None:
         meta = dataclasses.replace(meta, iso=float(iso_override))
@@ -723,19 +725,32 @@ def _repair_bad_pixels(packed: np.ndarray, profile: NoiseProfile, threshold: flo
     _, h, w = packed.shape
     padded = np.pad(packed, ((0, 0), (1, 1), (1, 1)), mode="reflect")
     offsets = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
-    hi = padded[:, 0:h, 0:w].copy()
-    lo = hi.copy()
-    for dy, dx in offsets[1:]:
-        view = padded[:, dy : dy + h, dx : dx + w]
-        np.maximum(hi, view, out=hi)
-        np.minimum(lo, view, out=lo)
-    # Cheap first pass with the fixed threshold; the rest only looks at these candidates.
-    cs, ys, xs = np.nonzero((packed - hi > threshold) | (lo - packed > threshold))
+    # Cheap first pass with the fixed threshold against the 4 nearest neighbours, a superset of
+    # the pixels that pass it against all 8; only these candidates are looked at further.
+    near = [padded[:, dy : dy + h, dx : dx + w] for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2))]
+    bound = np.maximum(near[0], near[1])
+    for view in near[2:]:
+        np.maximum(bound, view, out=bound)
+    np.subtract(packed, bound, out=bound)
+    candidate = bound > threshold
+    bound = np.minimum(near[0], near[1])
+    for view in near[2:]:
+        np.minimum(bound, view, out=bound)
+    np.subtract(bound, packed, out=bound)
+    candidate |= bound > threshold
+    del bound
+    cs, ys, xs = np.nonzero(candidate)
+    del candidate
+    # The 8 same-colour neighbours of the candidates: (8, n), and the test against all of them.
+    ring = np.stack([padded[cs, ys + dy, xs + dx] for dy, dx in offsets])
+    hi, lo = ring.max(axis=0), ring.min(axis=0)
+    value = packed[cs, ys, xs]
+    passed = (value - hi > threshold) | (lo - value > threshold)
+    cs, ys, xs, value, hi, lo = cs[passed], ys[passed], xs[passed], value[passed], hi[passed], lo[passed]
     if len(cs) == 0:
         return 0
-    value = packed[cs, ys, xs]
-    is_hot = value > hi[cs, ys, xs]
-    level = np.where(is_hot, hi[cs, ys, xs], lo[cs, ys, xs])
+    is_hot = value > hi
+    level = np.where(is_hot, hi, lo)
     # The noise's standard deviation, no less than a 16-bit step's (an estimate may say 0 read noise).
     def sd(x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(profile.variance(x), 1 / 65535**2 / 12))
@@ -752,25 +767,23 @@ def _repair_bad_pixels(packed: np.ndarray, profile: NoiseProfile, threshold: flo
     cs, ys, xs, around = cs[keep], ys[keep], xs[keep], around[:, :, keep]
     # Defects are sparse (about 1e-5 of a sensor); outliers in crowds are texture, such as
     # the single-colour point sources of an LED wall.
-    mask = np.zeros((h, w), dtype=bool)
-    mask[ys, xs] = True
-    alone = _count_nearby(mask, _BAD_PIXEL_SPACING)[ys, xs] == 1
+    alone = _count_nearby(ys, xs, (h, w), _BAD_PIXEL_SPACING) == 1
     cs, ys, xs = cs[alone], ys[alone], xs[alone]
     packed[cs, ys, xs] = np.median(around[:, cs, np.flatnonzero(alone)], axis=0)
     return len(cs)
 
 
-def _count_nearby(mask: np.ndarray, radius: int) -> np.ndarray:
-    """For each position, how many True values lie within a (2 * radius + 1)^2 window."""
-    integral = np.pad(mask.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    h, w = mask.shape
-    y0 = np.clip(np.arange(h) - radius, 0, h)
-    y1 = np.clip(np.arange(h) + radius + 1, 0, h)
-    x0 = np.clip(np.arange(w) - radius, 0, w)
-    x1 = np.clip(np.arange(w) + radius + 1, 0, w)
-    return (
-        integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0]
-    )
+def _count_nearby(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """For each of the points (ys, xs), how many of their positions (its own included) lie within
+    its (2 * radius + 1)^2 window: an integral image of the points, read at the points alone."""
+    h, w = shape
+    integral = np.zeros((h + 1, w + 1), dtype=np.int32)
+    integral[ys + 1, xs + 1] = 1  # a position once, however many colours there
+    integral.cumsum(0, out=integral)
+    integral.cumsum(1, out=integral)
+    y0, y1 = np.clip(ys - radius, 0, h), np.clip(ys + radius + 1, 0, h)
+    x0, x1 = np.clip(xs - radius, 0, w), np.clip(xs + radius + 1, 0, w)
+    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
 
 
 def _white_balance(presets: tuple[list[float], list[float]], notes: list[str]) -> tuple[tuple[float, float, float], str]:

@@ -1,6 +1,7 @@
 """The command line as a whole: the app, its version, the installed script and a real process."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,3 +109,14 @@ def test_styles_lists_what_develop_takes(tiny_weights):
     assert natural["default"] and natural["restore"] == "default" and natural["path"].startswith(str(tiny_weights))
     table = _run("styles")
     assert table.exit_code == 0 and "natural (default)" in table.stdout
+
+
+@pytest.mark.parametrize("given, used", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_user_says(given, used):
+    """camnet's OpenMP threads must not spin on cores another program wants; the variable is read
+    when torch loads OpenMP, so it has to be in place by then (and a user's own value kept)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = "import camnet_cli.cli, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == used

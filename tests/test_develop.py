@@ -473,3 +473,18 @@ def test_linear_bits_32_is_a_float_tiff_with_the_highlights_kept(tiny_weights, d
     assert np.abs(floats[inside] - ints[inside]).max() < 1e-4  # the same values where 16 bits can hold them
     assert (floats > 1).any() or (floats < 0).any()  # a random network's values beyond [0, 1] are kept
     assert _run(dng, "--save-linear", "--linear-bits", "8", "-o", tmp_path / "x").exit_code == 2
+
+
+def test_the_shipped_example_develops_to_the_reference_pixels(tmp_path, monkeypatch):
+    """Speed work must not change the picture: the shipped style on the shipped raw (fp32, so the
+    CPU's bf16 support does not matter) within 50 dB PSNR of the reference made when the weights
+    last changed. New weights make a new reference:
+    camnet develop examples/sony_a7r3_iso3200_crop.dng --format png --precision fp32 -o OUT,
+    its pixels saved as tests/data/example-natural.png."""
+    monkeypatch.setenv("CAMNET_WEIGHTS", str(tmp_path / "nothing"))
+    result = _run(EXAMPLE_DNG, "-o", tmp_path, "--format", "png", "--precision", "fp32")
+    assert result.exit_code == 0, result.output
+    ours = np.asarray(Image.open(tmp_path / "sony_a7r3_iso3200_crop.png")).astype(np.float64)
+    reference = np.asarray(Image.open(REPO / "tests" / "data" / "example-natural.png")).astype(np.float64)
+    mse = np.mean((ours - reference) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) >= 50
