@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -239,3 +241,28 @@ def test_fit_within_keeps_the_aspect_and_filters():
     board = ((torch.arange(256)[:, None] + torch.arange(256)[None]) % 2).float().expand(3, 256, 256)
     grey = fit_within(board, 64)
     assert grey.shape == (3, 64, 64) and (grey - 0.5).abs().max() < 0.02
+
+
+def test_linear_to_srgb_without_a_graph_is_the_same_arithmetic():
+    x = torch.cat([torch.linspace(-0.5, 1.5, 4001), torch.tensor([0.0031308, 0.0031307, 0.0031309, 0.0, 1.0])])
+    graph = color.linear_to_srgb(x.clone().requires_grad_())
+    with torch.inference_mode():
+        fast = color.linear_to_srgb(x)
+    assert torch.equal(fast, graph.detach()) and torch.equal(x[:3], torch.linspace(-0.5, 1.5, 4001)[:3])  # input untouched
+
+
+def test_remove_grid_is_the_three_modulated_notches():
+    """The notch as its docstring defines it, each Nyquist frequency brought to zero, low-passed,
+    brought back and subtracted, against the two filters it is computed with."""
+    torch.manual_seed(0)
+    for h, w, sigma in ((40, 54, 2.0), (9, 7, 0.8), (31, 64, 3.5)):
+        image = torch.rand(2, 3, h, w)
+        radius = max(1, min(math.ceil(3 * sigma) + 1, h - 1, w - 1))
+        g = np.convolve(np.exp(-(np.arange(-radius + 1, radius) ** 2) / (2 * sigma**2)), [0.25, 0.5, 0.25])
+        taps = (g / g.sum()).tolist()
+        rows = 1 - 2 * (torch.arange(h) % 2).float()[:, None]
+        cols = 1 - 2 * (torch.arange(w) % 2).float()[None, :]
+        expected = image.clone()
+        for pattern in (cols, rows, rows * cols):
+            expected -= pattern * color.convolve_separable(pattern * image, taps)
+        assert torch.allclose(color.remove_grid(image, sigma), expected, atol=1e-6)
