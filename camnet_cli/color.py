@@ -263,7 +263,7 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
     out = torch.empty_like(rgb)
     for c in range(3):
         a_c, b_c = (F.interpolate(coef[:, k : k + 1], scale_factor=step, mode="bilinear", align_corners=False)[..., :h, :w] for k in (c, c + 3))
-        out[:, c : c + 1] = (a_c + 1) * luma + b_c
+        torch.addcmul(b_c, a_c.add_(1.0), luma, out=out[:, c : c + 1])
     return out
 
 

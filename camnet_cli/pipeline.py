@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from camnet_cli import color
 from camnet_cli.engine import Engine
-from camnet_cli.raw import Crop, Frame, uncrop, upright
+from camnet_cli.raw import Crop, Frame, uncrop
 
 NO_CROP = Crop(0, 0, 0, 0)
 
@@ -38,6 +39,28 @@ class Developed:
     camera: np.ndarray | None = None
     wb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+# EXIF orientations on (C, H, W) tensors: raw.upright's on (H, W, C) arrays, one axis on.
+_UPRIGHT_CHW = {
+    2: lambda t: t.flip(2),
+    3: lambda t: t.flip(1, 2),
+    4: lambda t: t.flip(1),
+    5: lambda t: t.transpose(1, 2),
+    6: lambda t: t.rot90(-1, (1, 2)),
+    7: lambda t: t.transpose(1, 2).flip(1, 2),
+    8: lambda t: t.rot90(1, (1, 2)),
+}
+
+
+def to_upright_hwc(img: torch.Tensor, crop: Crop, orientation: int) -> np.ndarray:
+    """(C, H, W) as stored -> upright (H, W, C) pixels, the phase crop put back (``raw.uncrop``,
+    ``raw.upright``), copied by torch, whose copies use every thread: numpy's transposing copy of
+    a whole frame took eight times as long."""
+    if crop.top or crop.left or crop.bottom or crop.right:
+        img = F.pad(img, (crop.left, crop.right, crop.top, crop.bottom), mode="replicate")
+    turned = _UPRIGHT_CHW.get(orientation, lambda t: t)(img)
+    return turned.permute(1, 2, 0).contiguous().numpy()
 
 
 def chroma_width(chroma: float | None, omega: float) -> float:
@@ -87,7 +110,7 @@ def develop(
 
     def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
         # In place: each image here is this function's own, and copies of a whole frame add up.
-        hwc = upright(uncrop((img.clamp_(0.0, 1.0) if clip else img).permute(1, 2, 0).numpy(), crop), orientation)
+        hwc = to_upright_hwc(img.clamp_(0.0, 1.0) if clip else img, crop, orientation)
         if max_size is not None and max(hwc.shape[:2]) > max_size:
             small = color.fit_within(torch.from_numpy(hwc).permute(2, 0, 1), max_size, clip=clip)
             hwc = np.ascontiguousarray(small.permute(1, 2, 0).numpy())

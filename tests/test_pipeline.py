@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+import torch
 
 from camnet_cli import color
 from camnet_cli.dng import DngMetadata
-from camnet_cli.pipeline import develop_frame
-from camnet_cli.raw import load_frame
+from camnet_cli.pipeline import develop_frame, to_upright_hwc
+from camnet_cli.raw import Crop, load_frame, uncrop, upright
 from tests.conftest import synthetic_raw, write_synthetic_dng
 
 
@@ -40,3 +41,12 @@ def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_en
     outs = [develop_frame(tiny_engine, frame, chroma=c).srgb for c in (None, 0.0, 3.0)]
     assert seen == [pytest.approx(color.chroma_sigma(frame.noise.omega)), 0.0, 3.0] and seen[0] > 0
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
+
+
+@pytest.mark.parametrize("orientation", range(0, 10))
+def test_upright_copy_in_torch_is_raw_uncrop_then_upright(orientation):
+    img = torch.rand(3, 6, 9)
+    for crop in (Crop(0, 0, 0, 0), Crop(1, 0, 1, 1), Crop(0, 1, 0, 0)):
+        expected = upright(uncrop(img.permute(1, 2, 0).numpy(), crop), orientation)
+        ours = to_upright_hwc(img, crop, orientation)
+        assert ours.flags["C_CONTIGUOUS"] and np.array_equal(ours, expected), (orientation, crop)
