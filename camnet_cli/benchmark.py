@@ -207,25 +207,45 @@ class ProcessTime:
     error: str = ""
 
 
+# Runs the measured command as its own child and reports the kernel's account of it (wait4). A
+# process's peak RSS starts from its parent's at exec (Linux records the forked copy's), so a
+# command started straight from camnet, which holds torch, would show at least camnet's RSS; this
+# launcher holds a few MB. Its result is one line on stdout: wall, CPU, max RSS, exit code.
+_LAUNCHER = r"""
+import os, sys, time
+argv = sys.argv[1:]
+null = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+t = time.perf_counter()
+try:
+    pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=null)
+except OSError as e:
+    print("error", f"{argv[0]}: {e.strerror or e}")
+    raise SystemExit
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def time_process(argv: list[str], env: dict[str, str]) -> ProcessTime:
-    """Run ``argv`` to its end; what it cost, from the kernel's account of the process (wait4)."""
+    """Run ``argv`` to its end; what it cost, from the kernel's account of the process (wait4),
+    taken by a small launcher so that camnet's own memory does not count as the command's."""
     with tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        except OSError as e:
-            return ProcessTime(0.0, 0.0, 0.0, f"{argv[0]}: {e.strerror or e}")
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        rss = usage.ru_maxrss / 2**20 if sys.platform == "darwin" else usage.ru_maxrss / 1024
-        run = ProcessTime(wall, usage.ru_utime + usage.ru_stime, rss)
-        if proc.returncode != 0:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER, *argv],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, text=True,
+        )
+        said = done.stdout.split(maxsplit=1)
+        if not said or said[0] == "error" or done.returncode != 0:
+            return ProcessTime(0.0, 0.0, 0.0, said[1].strip() if said[:1] == ["error"] else f"{argv[0]}: not run")
+        wall, cpu, maxrss, code = done.stdout.split()
+        rss = int(maxrss) / (2**20 if sys.platform == "darwin" else 1024)
+        run = ProcessTime(float(wall), float(cpu), rss)
+        if int(code) != 0:
             err.seek(0)
             lines = [line.strip() for line in err.read().decode(errors="replace").splitlines() if line.strip()]
             # the tool's first error line says most (a summary may follow it), else its last line
             said = next((line for line in lines if line.lower().startswith("error")), lines[-1] if lines else "")
-            run.error = f"exit status {proc.returncode}" + (f": {said}" if said else "")
+            run.error = f"exit status {code}" + (f": {said}" if said else "")
     return run
 
 

@@ -87,3 +87,24 @@ def test_usage_errors():
     for args in (["--resolution", "big"], ["--model", "huge"], ["--e2e"], ["--e2e", EXAMPLE_DNG, "--baseline", "dcraw"], ["--baseline", "libraw"], ["--e2e", EXAMPLE_DNG, "--baseline", ","]):
         result = _bench(*args)
         assert result.exit_code == 2, args
+
+
+def test_a_command_is_measured_apart_from_camnet():
+    """A child's peak RSS starts from its parent's at exec: the launcher keeps this process's
+    (torch's) memory out of the command's figure; a command that is not there is an error."""
+    import os
+    import resource
+    import sys
+
+    from camnet_cli.benchmark import time_process
+
+    mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert mine > 200  # pytest with torch imported
+    run = time_process([sys.executable, "-c", "print('out')"], dict(os.environ))
+    assert not run.error and 0 < run.wall and run.cpu > 0 and 3 < run.peak_rss_mb < 60, run
+    failed = time_process([sys.executable, "-c", "import sys; sys.exit('error: no such file x.ARW')"], dict(os.environ))
+    assert failed.error == "exit status 1: error: no such file x.ARW"
+    killed = time_process([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], dict(os.environ))
+    assert killed.error == "exit status -9"
+    missing = time_process(["camnet-no-such-tool"], dict(os.environ))
+    assert missing.error.startswith("camnet-no-such-tool: ") and missing.wall == 0
