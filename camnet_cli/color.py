@@ -247,8 +247,7 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
         return rgb
     step = max(3, round(sigma))
     h, w = rgb.shape[-2:]
-    padded = F.pad(rgb, (0, -w % step, 0, -h % step), mode="replicate")
-    small = F.avg_pool2d(padded, step)
+    small = F.avg_pool2d(F.pad(rgb, (0, -w % step, 0, -h % step), mode="replicate"), step)  # the padded copy freed at once
     luma = small.mean(1, keepdim=True)
     diff = small[:, :2] - luma  # the third difference is minus the sum of these two
     stats = gaussian_blur(torch.cat([luma, luma * luma, diff, luma * diff], 1), sigma / step)
@@ -268,6 +267,11 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
 
 
 
+def notch_reach(sigma: float) -> int:
+    """How many pixels either side ``remove_grid(image, sigma)`` reads to make one (0 for no notch)."""
+    return math.ceil(3 * sigma) + 1 if sigma > 0 else 0
+
+
 def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """``image`` less what is periodic with period 2 over a Gaussian of ``sigma`` pixels.
 
@@ -285,7 +289,7 @@ def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return image
     h, w = image.shape[-2:]
-    radius = max(1, min(math.ceil(3 * sigma) + 1, h - 1, w - 1))
+    radius = max(1, min(notch_reach(sigma), h - 1, w - 1))
     g = np.exp(-(np.arange(-radius + 1, radius) ** 2) / (2 * sigma**2))
     # Convolved with [1, 2, 1] / 4 its response at pi is exactly 0, as the cut Gaussian's is not:
     # otherwise each notch would also take a little of the mean level away.

@@ -271,7 +271,7 @@ class Engine:
         if self.enhance_net is None:
             raise EngineError("no Enhance-Net loaded")
         xyz = xyz[None].to(self.device, torch.float32)
-        x = self.enhance_net.prepare(xyz)  # the curve in float32
-        y = self._run("enhance", self.enhance_net, x)
-        del x  # an image's worth of memory, not needed by finish
+        # The prepared input (the curve in float32) is held by nothing here: _run's copy in the
+        # engine's precision replaces it, an image's worth of memory freed before the UNet runs.
+        y = self._run("enhance", self.enhance_net, self.enhance_net.prepare(xyz))
         return self.enhance_net.finish(y, xyz)[0]

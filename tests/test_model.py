@@ -15,6 +15,7 @@ from camnet_cli.model import (
     config_from_dict,
     config_to_dict,
     enhance_config,
+    networks,
     onestage_config,
     restore_config,
 )
@@ -269,3 +270,17 @@ def test_enhance_net_plain_rendering_under_the_unet():
         assert torch.allclose(net(xyz), _plain_rendering(xyz, 2.0), atol=1e-5)
     with pytest.raises(ValueError, match="base"):
         EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS, base=-1.0))
+
+
+def test_enhance_finish_in_bands_is_the_whole_image_finish():
+    """Inference finishes a tall image in bands of rows (memory); every band must read the rows
+    its notch needs, so the result is the whole image's, to float rounding, whatever the height."""
+    torch.manual_seed(0)
+    net = EnhanceNet(EnhanceNetConfig(channels=(8, 8), dilations=(1, 1), notch=2.0, base=2.0))
+    for height in (networks.FINISH_BAND * 3 + 46, networks.FINISH_BAND + 2):
+        y, xyz = torch.randn(1, 12, height // 2, 40) * 0.1, torch.rand(1, 3, height, 80)
+        with torch.no_grad():
+            assert torch.allclose(net.finish(y, xyz), net._finish(y, xyz), atol=1e-6)
+    y.requires_grad_()
+    net.finish(y, xyz).sum().backward()  # training keeps the whole-image graph
+    assert y.grad is not None

@@ -253,6 +253,10 @@ class RestoreNet(nn.Module):
         return self.finish(self.unet(x, pooled), x)
 
 
+# Rows of a band in EnhanceNet.finish (even).
+FINISH_BAND = 256
+
+
 class EnhanceNet(nn.Module):
     """Linear XYZ -> sRGB: tone, contrast and colour style."""
 
@@ -277,7 +281,25 @@ class EnhanceNet(nn.Module):
     def finish(self, y: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
         """(B, 12, h, w) UNet output and the (B, 3, 2h, 2w) XYZ it was given -> sRGB: sub-pixel layout,
         the notch against its grid, then added to the plain rendering of the XYZ (EnhanceNetConfig.base;
-        ``color.render_plain``) when the config has one."""
+        ``color.render_plain``) when the config has one.
+
+        Without a graph to keep, a large image is finished in bands of rows, each with the rows the
+        notch reads beyond it: the same pixels, and the notch's and the rendering's whole-image
+        intermediates (the peak of a develop) become a band's."""
+        height = xyz.shape[-2]
+        halo = 2 * math.ceil(color.notch_reach(self.config.notch) / 2)  # even: bands start on a y row
+        needs_graph = torch.is_grad_enabled() and (y.requires_grad or xyz.requires_grad)
+        if needs_graph or height <= FINISH_BAND + 2 * halo:
+            return self._finish(y, xyz)
+        out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device)
+        for top in range(0, height, FINISH_BAND):
+            bottom = min(top + FINISH_BAND, height)
+            a, b = max(0, top - halo), min(height, bottom + halo)
+            band = self._finish(y[:, :, a // 2 : b // 2], xyz[:, :, a:b])
+            out[:, :, top:bottom] = band[:, :, top - a : bottom - a]
+        return out
+
+    def _finish(self, y: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
         out = color.remove_grid(F.pixel_shuffle(y, 2), self.config.notch)
         return out + color.render_plain(xyz.float(), self.config.base) if self.config.base > 0 else out
 
