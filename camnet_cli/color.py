@@ -227,7 +227,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return convolve_separable(x, (g / g.sum()).tolist())
 
 
-def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> torch.Tensor:
+# Rows of image a band of smooth_chroma's block means reads at once.
+_CHROMA_BAND = 256
+
+
+def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS, *, inplace: bool = False) -> torch.Tensor:
     """Chroma noise reduction: each channel's difference from the mean of the three, smoothed by a
     guided filter with that mean as the guide (He, Sun and Tang, "Guided Image Filtering", ECCV
     2010; Gaussian windows of ``sigma`` pixels instead of boxes); the mean itself is kept.
@@ -242,12 +246,16 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
     Args:
         rgb: (B, 3, H, W) (gamma-encoded) RGB.
         sigma: the windows' width in pixels (``chroma_sigma``); 0 returns ``rgb``.
+        inplace: write the result over ``rgb`` (the same pixels, an image's worth less memory).
     """
     if sigma <= 0:
         return rgb
     step = max(3, round(sigma))
     h, w = rgb.shape[-2:]
-    small = F.avg_pool2d(F.pad(rgb, (0, -w % step, 0, -h % step), mode="replicate"), step)  # the padded copy freed at once
+    # Block means of the image replicated out to whole blocks, a band of blocks at a time: the same
+    # means, without a padded copy of the whole image.
+    band = step * max(1, _CHROMA_BAND // step)
+    small = torch.cat([F.avg_pool2d(F.pad(rgb[..., top : top + band, :], (0, -w % step, 0, -min(band, h - top) % step), mode="replicate"), step) for top in range(0, h, band)], -2)
     luma = small.mean(1, keepdim=True)
     diff = small[:, :2] - luma  # the third difference is minus the sum of these two
     stats = gaussian_blur(torch.cat([luma, luma * luma, diff, luma * diff], 1), sigma / step)
@@ -257,12 +265,18 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS) -> t
     # Each channel is luma * (1 + a) + b, the three a and the three b each summing to zero.
     coef = torch.cat([a, -a.sum(1, keepdim=True), b, -b.sum(1, keepdim=True)], 1)
     coef = gaussian_blur(coef, sigma / step)
-    # Upsampled a channel at a time: the full-size coefficients at once would be six more image planes.
-    luma = rgb.mean(1, keepdim=True)
-    out = torch.empty_like(rgb)
-    for c in range(3):
-        a_c, b_c = (F.interpolate(coef[:, k : k + 1], scale_factor=step, mode="bilinear", align_corners=False)[..., :h, :w] for k in (c, c + 3))
-        torch.addcmul(b_c, a_c.add_(1.0), luma, out=out[:, c : c + 1])
+    # Upsampled and applied a band of rows at a time (full-size coefficients would be six more
+    # image planes): each band's coefficient rows with one more either side, so that no output row
+    # meets the slice's edge; a band's luma is taken before its rows are overwritten.
+    out = rgb if inplace else torch.empty_like(rgb)
+    for top in range(0, h, band):
+        bottom = min(top + band, h)
+        first, last = max(0, top // step - 1), min(coef.shape[-2], -(-bottom // step) + 1)
+        up = F.interpolate(coef[..., first:last, :], scale_factor=step, mode="bilinear", align_corners=False)
+        up = up[..., top - first * step : bottom - first * step, :w]
+        luma = rgb[..., top:bottom, :].mean(1, keepdim=True)
+        for c in range(3):
+            torch.addcmul(up[:, c + 3 : c + 4], up[:, c : c + 1].add_(1.0), luma, out=out[:, c : c + 1, top:bottom])
     return out
 
 

@@ -121,7 +121,7 @@ def develop(
         out.camera = uncrop(camera.permute(1, 2, 0).float().cpu().numpy(), crop)
     del camera  # the styled image needs only the XYZ: an image's worth of memory freed for the enhancement
     if render and engine.enhance_net is not None:
-        srgb = color.smooth_chroma(engine.enhance(xyz)[None], chroma_width(chroma, omega))[0]
+        srgb = color.smooth_chroma(engine.enhance(xyz)[None], chroma_width(chroma, omega), inplace=True)[0]
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1
     if linear:

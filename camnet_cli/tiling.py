@@ -113,14 +113,16 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
     overlap = math.ceil(overlap / m) * m
     if tile >= max(h, w) + m:
         return unet(x).float()
-    padded = unet._pad(x)  # the same padding as an untiled run
-    ph, pw = padded.shape[-2:]
+    ph, pw = unet.padded_size(h, w)  # the same padding as an untiled run, a tile's crop at a time
     tiles = plan_tiles(ph, pw, tile, overlap, m)
+
+    def crop(t: Tile) -> torch.Tensor:
+        return unet.padded_crop(x, (t.y, t.x), t.size)
 
     # Pass 1: the global feature mean over the image (valid pixels only, as untiled).
     total, count = None, 0
     for group in _batches(tiles, batch):
-        crops = torch.cat([padded[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] for t in group])
+        crops = torch.cat([crop(t) for t in group])
         for i, t in enumerate(group):
             top, bottom, left, right = t.own
             region = (top, min(bottom, h - t.y), left, min(right, w - t.x))
@@ -134,7 +136,7 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
     # Pass 2: every tile with the same global vector, blended.
     out = weight = None
     for group in _batches(tiles, batch):
-        crops = torch.cat([padded[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] for t in group])
+        crops = torch.cat([crop(t) for t in group])
         result = unet(crops, None if pooled is None else pooled.expand(len(group), -1)).float()
         if out is None:
             out = torch.zeros(1, result.shape[1], ph, pw, device=x.device)
@@ -143,4 +145,4 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
             wt = blend_weights(t, (ph, pw), overlap).to(x.device)
             out[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += result[i] * wt
             weight[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += wt
-    return (out / weight)[..., :h, :w]
+    return out.div_(weight)[..., :h, :w]

@@ -266,3 +266,18 @@ def test_remove_grid_is_the_three_modulated_notches():
         for pattern in (cols, rows, rows * cols):
             expected -= pattern * color.convolve_separable(pattern * image, taps)
         assert torch.allclose(color.remove_grid(image, sigma), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [3.0, 4.6])
+def test_smooth_chroma_in_bands_and_in_place_is_the_whole_image_filter(sigma, monkeypatch):
+    """The filter runs a band of rows at a time and may overwrite its input: the pixels of one
+    pass over the whole image into a new tensor, up to the rounding of the interpolation weights
+    (which a band computes from smaller coordinates)."""
+    x = torch.rand(1, 3, 601, 83, generator=torch.Generator().manual_seed(3))  # neither side a multiple of the block
+    banded = color.smooth_chroma(x, sigma)
+    monkeypatch.setattr(color, "_CHROMA_BAND", 10**6)
+    whole = color.smooth_chroma(x, sigma)
+    assert not torch.equal(banded, x) and (banded - whole).abs().max() < 1e-5
+    monkeypatch.undo()
+    inplace = color.smooth_chroma(x, sigma, inplace=True)
+    assert inplace.data_ptr() == x.data_ptr() and torch.equal(inplace, banded)

@@ -37,7 +37,7 @@ def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_en
     frame = load_frame(tmp_path / "f.dng")
     seen = []
     real = color.smooth_chroma
-    monkeypatch.setattr(color, "smooth_chroma", lambda rgb, sigma: seen.append(sigma) or real(rgb, sigma))
+    monkeypatch.setattr(color, "smooth_chroma", lambda rgb, sigma, **kw: seen.append(sigma) or real(rgb, sigma, **kw))
     outs = [develop_frame(tiny_engine, frame, chroma=c).srgb for c in (None, 0.0, 3.0)]
     assert seen == [pytest.approx(color.chroma_sigma(frame.noise.omega)), 0.0, 3.0] and seen[0] > 0
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])

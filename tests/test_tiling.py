@@ -67,3 +67,18 @@ def test_without_shared_global_vector_tiles_would_jump(tiny_nets, packed):
                 own[..., ty : ty + 128, tx : tx + 128] = restore.unet(x[..., ty : ty + 128, tx : tx + 128])
         shared = run_tiled(restore.unet, x, 128, 32)
     assert relative_psnr(shared, whole) > relative_psnr(own, whole) + 10
+
+
+@pytest.mark.parametrize("h, w", [(100, 150), (37, 200), (64, 64), (12, 9)])
+def test_a_padded_crop_is_the_crop_of_the_padded_input(tiny_nets, h, w):
+    """Tiles read the padding an untiled run adds (reflected, or replicated on a small side) from
+    the input itself, crop by crop: the same values as cropping the padded input."""
+    unet = tiny_nets[0].unet
+    x = torch.rand(1, 4, h, w).contiguous(memory_format=torch.channels_last)
+    padded = unet._pad(x)
+    ph, pw = padded.shape[-2:]
+    assert (ph, pw) == unet.padded_size(h, w)
+    tile = min(ph, pw, 64) // unet.multiple * unet.multiple
+    for t in plan_tiles(ph, pw, tile, unet.multiple, unet.multiple):
+        crop = unet.padded_crop(x, (t.y, t.x), t.size)
+        assert torch.equal(crop, padded[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]]), (t.y, t.x)

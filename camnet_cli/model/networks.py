@@ -117,14 +117,44 @@ class UNet(nn.Module):
         least = max(2**i * (dil + 1) for i, dil in enumerate(d))
         self.min_size = math.ceil(least / self.multiple) * self.multiple
 
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size an (h, w) input is padded to (at the bottom and right) before the UNet sees it."""
+        return max(h + -h % self.multiple, self.min_size), max(w + -w % self.multiple, self.min_size)
+
+    def _pad_mode(self, h: int, w: int) -> str:
+        ph, pw = self.padded_size(h, w)
+        return "reflect" if ph - h < h and pw - w < w else "replicate"
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        ph = max(-h % self.multiple, self.min_size - h)
-        pw = max(-w % self.multiple, self.min_size - w)
-        if ph == pw == 0:
+        ph, pw = self.padded_size(h, w)
+        if (ph, pw) == (h, w):
             return x
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        return F.pad(x, (0, pw - w, 0, ph - h), mode=self._pad_mode(h, w))
+
+    def padded_crop(self, x: torch.Tensor, start: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        """``self._pad(x)[..., y : y + th, x : x + tw]`` without padding the whole of ``x``: the
+        rows and columns past its edge are indexed from it as the padding mode takes them."""
+        h, w = x.shape[-2:]
+        (y0, x0), (th, tw) = start, size
+        if y0 + th <= h and x0 + tw <= w:
+            return x[..., y0 : y0 + th, x0 : x0 + tw]
+        reflect = self._pad_mode(h, w) == "reflect"
+
+        def indices(first: int, count: int, length: int) -> torch.Tensor:
+            i = torch.arange(first, first + count, device=x.device)
+            return torch.where(i < length, i, 2 * (length - 1) - i) if reflect else i.clamp(max=length - 1)
+
+        out = x
+        if y0 + th > h:
+            out = out.index_select(-2, indices(y0, th, h))
+        else:
+            out = out[..., y0 : y0 + th, :]
+        if x0 + tw > w:
+            out = out.index_select(-1, indices(x0, tw, w))
+        else:
+            out = out[..., x0 : x0 + tw]
+        return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out
 
     def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         skips = []
