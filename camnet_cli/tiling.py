@@ -143,6 +143,6 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
             weight = torch.zeros(1, 1, ph, pw, device=x.device)
         for i, t in enumerate(group):
             wt = blend_weights(t, (ph, pw), overlap).to(x.device)
-            out[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += result[i] * wt
+            out[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]].addcmul_(result[i], wt)
             weight[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += wt
     return out.div_(weight)[..., :h, :w]

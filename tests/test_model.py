@@ -284,3 +284,26 @@ def test_enhance_finish_in_bands_is_the_whole_image_finish():
     y.requires_grad_()
     net.finish(y, xyz).sum().backward()  # training keeps the whole-image graph
     assert y.grad is not None
+
+
+@pytest.mark.parametrize("dtype, layout", [(torch.bfloat16, torch.channels_last), (torch.bfloat16, torch.contiguous_format), (torch.float32, torch.channels_last)])
+def test_inference_writes_the_padding_as_training_does(dtype, layout):
+    """Without a graph each activation (and the decoder's concatenation) writes straight into its
+    convolution's reflected padding: the same values reach the same convolutions as the training
+    path's F.pad gives them (bit-identical in bf16; in float32 only the alignment of the buffers,
+    to which oneDNN's rounding is sensitive, differs)."""
+    torch.manual_seed(2)
+    for net, channels in ((RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)), 5), (EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)), 12)):
+        for p in net.parameters():  # nonzero residual branches, as a trained network has
+            p.data.normal_(0, 0.05)
+        unet = net.unet.to(dtype).to(memory_format=layout)
+        x = torch.rand(1, channels, 70, 98, dtype=dtype).contiguous(memory_format=layout)
+        with torch.inference_mode():
+            fast = unet(x)
+        with torch.enable_grad():
+            graph = unet(x)
+        assert graph.requires_grad and fast.dtype == graph.dtype
+        if dtype == torch.bfloat16:
+            assert torch.equal(fast, graph.detach())
+        else:
+            torch.testing.assert_close(fast, graph.detach(), rtol=1e-5, atol=1e-5)

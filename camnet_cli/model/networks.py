@@ -31,6 +31,50 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, padding_mode="reflect")
 
 
+# Inference without a graph: each convolution's reflected padding is written by the step before
+# it (the activation writes into the middle of a padded buffer, the decoder's concatenation too)
+# instead of by a copy of its own. The network is bound by memory traffic on a CPU, and the same
+# values reach the same convolutions, so the outputs are bit-identical (tested).
+
+
+def _fused(x: torch.Tensor) -> bool:
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
+def _padded_buffer(like: torch.Tensor, channels: int, pad: int) -> torch.Tensor:
+    n, _, h, w = like.shape
+    layout = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous() else torch.contiguous_format
+    return torch.empty((n, channels, h + 2 * pad, w + 2 * pad), dtype=like.dtype, device=like.device, memory_format=layout)
+
+
+def _centre(buf: torch.Tensor, pad: int) -> torch.Tensor:
+    return buf[..., pad : buf.shape[-2] - pad, pad : buf.shape[-1] - pad] if pad else buf
+
+
+def _reflect_borders(buf: torch.Tensor, pad: int) -> torch.Tensor:
+    """Fill the ``pad`` outer rows and columns of ``buf`` by reflecting its centre (F.pad's "reflect")."""
+    if pad:
+        h, w = buf.shape[-2] - 2 * pad, buf.shape[-1] - 2 * pad
+        cols = slice(pad, pad + w)
+        buf[..., :pad, cols] = buf[..., pad + 1 : 2 * pad + 1, cols].flip(-2)
+        buf[..., pad + h :, cols] = buf[..., h - 1 : pad + h - 1, cols].flip(-2)
+        buf[..., :pad] = buf[..., pad + 1 : 2 * pad + 1].flip(-1)
+        buf[..., pad + w :] = buf[..., w - 1 : pad + w - 1].flip(-1)
+    return buf
+
+
+def _activate_padded(y: torch.Tensor, pad: int) -> torch.Tensor:
+    """LeakyReLU of ``y`` written into a buffer ``pad`` larger each side, its border reflected."""
+    buf = _padded_buffer(y, y.shape[1], pad)
+    torch.ops.aten.leaky_relu.out(y, _SLOPE, out=_centre(buf, pad))
+    return _reflect_borders(buf, pad)
+
+
+def _conv_padded(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+    """``conv`` of an input already padded by its padding."""
+    return F.conv2d(padded, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
 def _init(module: nn.Module) -> None:
     """He initialisation for LeakyReLU(0.2), zero biases: the signal keeps its scale through
     the 20-odd layers (PyTorch's default shrinks it at every layer, and a random network's
@@ -64,8 +108,17 @@ class Block(nn.Module):
         self.activate = activate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _fused(x):
+            return self.forward_padded(F.pad(x, (self.conv1.padding[0],) * 4, mode="reflect"), x)
         # In-place activations and adds: on a CPU this network is bound by memory traffic.
         y = self.conv2(F.leaky_relu(self.conv1(x), _SLOPE, inplace=True))
+        if self.residual:
+            y += x
+        return F.leaky_relu(y, _SLOPE, inplace=True) if self.activate else y
+
+    def forward_padded(self, padded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)`` without a graph, given ``x`` padded for conv1 (``x``: its centre)."""
+        y = _conv_padded(self.conv2, _activate_padded(_conv_padded(self.conv1, padded), self.conv2.padding[0]))
         if self.residual:
             y += x
         return F.leaky_relu(y, _SLOPE, inplace=True) if self.activate else y
@@ -80,7 +133,18 @@ class Level(nn.Module):
         self.block = Block(cout, dilations, residual, activate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _fused(x):
+            return self.forward_padded(F.pad(x, (self.conv.padding[0],) * 4, mode="reflect"))
         return self.block(F.leaky_relu(self.conv(x), _SLOPE, inplace=True))
+
+    def activated(self, padded: torch.Tensor) -> torch.Tensor:
+        """The first conv + LeakyReLU of an input padded for it, padded in turn for the block."""
+        return _activate_padded(_conv_padded(self.conv, padded), self.block.conv1.padding[0])
+
+    def forward_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """``forward`` without a graph, of an input already padded for the first conv."""
+        first = self.activated(padded)
+        return self.block.forward_padded(first, _centre(first, self.block.conv1.padding[0]))
 
 
 class UNet(nn.Module):
@@ -194,8 +258,13 @@ class UNet(nn.Module):
         """
         h, w = x.shape[-2:]
         skips, coarse = self._encode(self._pad(x))
-        middle_in = F.leaky_relu(self.middle.conv(coarse), _SLOPE, inplace=True)
-        y = self.middle.block(middle_in)
+        if _fused(x):
+            padded = self.middle.activated(F.pad(coarse, (self.middle.conv.padding[0],) * 4, mode="reflect"))
+            middle_in = _centre(padded, self.middle.block.conv1.padding[0])
+            y = self.middle.block.forward_padded(padded, middle_in)
+        else:
+            middle_in = F.leaky_relu(self.middle.conv(coarse), _SLOPE, inplace=True)
+            y = self.middle.block(middle_in)
         if self.global_fc is not None:
             if pooled is None:
                 m = self.multiple
@@ -203,7 +272,15 @@ class UNet(nn.Module):
             scale, bias = self.global_fc(pooled.to(middle_in.dtype)).chunk(2, dim=-1)
             y = F.leaky_relu(y * scale[..., None, None] + bias[..., None, None], _SLOPE, inplace=True)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            y = decoder(torch.cat([up(y), skip], dim=1))
+            y = up(y)
+            if _fused(y):
+                # The concatenation written straight into the first conv's padded input.
+                pad = decoder.conv.padding[0]
+                padded = _padded_buffer(y, y.shape[1] + skip.shape[1], pad)
+                torch.cat([y, skip], dim=1, out=_centre(padded, pad))
+                y = decoder.forward_padded(_reflect_borders(padded, pad))
+            else:
+                y = decoder(torch.cat([y, skip], dim=1))
         # The output layer may be kept in float32 under a bf16/fp16 network (the engine does):
         # it is cheap, and the image keeps more than 8 bits of precision.
         return self.out(y.to(self.out.weight.dtype))[..., :h, :w]
