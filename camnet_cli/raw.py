@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import rawpy
 
-from camnet_cli import color, noise
+from camnet_cli import colorimetry, noise
 from camnet_cli.noise import NoiseProfile
 
 # File name extensions of raw formats LibRaw reads; used to pick files out of folders.
@@ -154,7 +154,7 @@ class Frame:
 
     Attributes:
         path: the file it came from.
-        packed: (4, H/2, W/2) float32 in [0, 1]: R, G1, G2, B planes (``color.PACKED_CHANNELS``),
+        packed: (4, H/2, W/2) float32 in [0, 1]: R, G1, G2, B planes (``colorimetry.PACKED_CHANNELS``),
             black-subtracted, divided by (white - black), bad pixels repaired, clipped.
         cfa_pattern: the file's own 2x2 pattern, e.g. "GRBG", before the phase crop.
         crop: what was cut from the visible area; padding it back restores the geometry.
@@ -825,16 +825,16 @@ def _camera_matrix(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # garbled matrices overflow; refused below
         if _invertible(xyz_to_cam):
-            cam_to_xyz, d65 = color.cam_to_xyz_from_xyz_to_cam(xyz_to_cam)
+            cam_to_xyz, d65 = colorimetry.cam_to_xyz_from_xyz_to_cam(xyz_to_cam)
             if _plausible_matrix(cam_to_xyz) and np.all((1 / _MAX_WB_GAIN <= d65) & (d65 <= _MAX_WB_GAIN)):
                 return cam_to_xyz, "rgb_xyz_matrix", (float(d65[0]), 1.0, float(d65[2]))
         if _invertible(cam_to_srgb):
-            cam_to_xyz = color.cam_to_xyz_from_cam_to_srgb(cam_to_srgb)
+            cam_to_xyz = colorimetry.cam_to_xyz_from_cam_to_srgb(cam_to_srgb)
             if _plausible_matrix(cam_to_xyz):
                 return cam_to_xyz, "color_matrix", None
     found = "an implausible" if np.any(xyz_to_cam) or np.any(cam_to_srgb) else "no"
     notes.append(f"{found} colour matrix in the file; assuming sRGB primaries, colours will be off")
-    return color.SRGB_TO_XYZ.copy(), "none", None
+    return colorimetry.SRGB_TO_XYZ.copy(), "none", None
 
 
 def _invertible(m: np.ndarray) -> bool:

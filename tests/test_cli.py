@@ -57,6 +57,28 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "SONY ILCE-7RM3" in result.stdout
 
 
+def test_decoding_needs_no_torch():
+    """The raw decoders' processes import the front end alone: torch takes a second or two to load."""
+    code = "import sys, camnet_cli.raw, camnet_cli.decoding; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+def test_the_console_scripts_decoders_do_not_load_camnet_again(tmp_path):
+    """multiprocessing runs a script's __main__ again in each child: the console script's would
+    load the whole of camnet and torch in every raw decoder. Python reports each module it imports
+    (-X importtime): torch once, in the main process."""
+    exe = shutil.which("camnet")
+    if exe is None:
+        pytest.skip("camnet is not on PATH (package not installed)")
+    env = os.environ | {"PYTHONPROFILEIMPORTTIME": "1"}
+    result = subprocess.run([exe, "develop", str(EXAMPLE_DNG), "-o", str(tmp_path), "-q"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imports = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert imports.count("camnet_cli.raw") == 2  # the main process and the decoders' server
+    assert imports.count("torch") == 1 and imports.count("camnet_cli.cli") == 1
+
+
 def test_an_uncaught_bug_is_one_line_unless_debug(monkeypatch, capsys):
     from camnet_cli import cli, commands
 
