@@ -15,12 +15,13 @@ from collections import defaultdict
 
 import numpy as np
 
-LABELS = {"camnet": "camnet", "libraw": "LibRaw", "bilinear": "bilinear", "plain": "plain", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00", "grid": "grid"}
+LABELS = {"camnet": "camnet", "libraw": "LibRaw", "denoise": "AHD + NLM", "bilinear": "bilinear", "plain": "plain", "psnr": "PSNR", "ssim": "SSIM", "scielab": "S-CIELAB", "de2000": "ΔE00", "grid": "grid"}
 
 
 def _cells(group: str) -> list[str]:
-    """The row labels of a group: "ISO400" -> ["400"], "exposure0.35@ISO400" -> ["0.35", "400"]."""
-    return [part.removeprefix("exposure").removeprefix("ISO") for part in group.split("@")]
+    """The row labels of a group: "ISO400" -> ["400"], "exposure0.35@ISO400" -> ["0.35", "400"],
+    "noise0.0016" (from --noise-levels) -> ["0.0016"]."""
+    return [part.removeprefix("exposure").removeprefix("ISO").removeprefix("noise") for part in group.split("@")]
 
 
 def _cell(values: list[float | None], key: str) -> str:
@@ -41,10 +42,15 @@ def main(*paths: str) -> None:
     for name, scores in images.items():
         groups[name.split("@", 1)[1]].append(scores)  # "ISO400", or "exposure0.35@ISO400" from --exposure
     exposures = any(group.startswith("exposure") for group in groups)
-    for stage, keys in (("restore", ("psnr", "ssim", "scielab")), ("final", ("psnr", "ssim", "scielab", "de2000", "grid"))):
+    levels = any(group.startswith("noise") for group in groups)
+    # restore_curve: the restoration after the sRGB curve, where a viewer sees its error.
+    stages = (("restore_curve", ("psnr", "ssim")), ("restore", ("psnr", "ssim", "scielab")), ("final", ("psnr", "ssim", "scielab", "de2000", "grid")))
+    for stage, keys in stages:
         shown = [m for m in methods if all(stage in s.get(m, {}) for s in images.values())]
+        if not shown:
+            continue
         print(f"\n{stage}:\n")
-        print("| " + "exposure | " * exposures + "ISO | " + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
+        print("| " + "exposure | " * exposures + ("ω | " if levels else "ISO | ") + " | ".join(f"{LABELS.get(m, m)} {LABELS[k]}" for k in keys for m in shown) + " |")
         print("|---|" + "---|" * (exposures + len(shown) * len(keys)))
         for group in sorted(groups, key=lambda g: [float(c) for c in _cells(g)]):
             cells = [_cell([s[m][stage].get(k) for s in groups[group]], k) for k in keys for m in shown]
