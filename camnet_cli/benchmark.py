@@ -234,10 +234,12 @@ def time_process(argv: list[str], env: dict[str, str]) -> ProcessTime:
             [sys.executable, "-I", "-S", "-c", _LAUNCHER, *argv],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, text=True,
         )
-        said = done.stdout.split(maxsplit=1)
-        if not said or said[0] == "error" or done.returncode != 0:
-            return ProcessTime(0.0, 0.0, 0.0, said[1].strip() if said[:1] == ["error"] else f"{argv[0]}: not run")
-        wall, cpu, maxrss, code = done.stdout.split()
+        first, _, rest = done.stdout.strip().partition(" ")
+        if first == "error":
+            return ProcessTime(0.0, 0.0, 0.0, rest)
+        if done.returncode != 0 or len(rest.split()) != 3:
+            return ProcessTime(0.0, 0.0, 0.0, f"{argv[0]}: not run")
+        wall, cpu, maxrss, code = first, *rest.split()
         rss = int(maxrss) / (2**20 if sys.platform == "darwin" else 1024)
         run = ProcessTime(float(wall), float(cpu), rss)
         if int(code) != 0:

@@ -44,6 +44,8 @@ def srgb_to_space(rgb: torch.Tensor, space: str) -> torch.Tensor:
     matrix, gamma = RGB_SPACES[space]
     linear = apply_matrix(apply_matrix(srgb_to_linear(rgb), SRGB_TO_XYZ), np.linalg.inv(matrix)).clamp(0.0, 1.0)
     return linear ** (1 / gamma) if gamma else linear_to_srgb(linear)
+
+
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     """Inverse sRGB transfer curve (IEC 61966-2-1).
 
@@ -207,7 +209,6 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS, *, i
         for c in range(3):
             torch.addcmul(up[:, c + 3 : c + 4], up[:, c : c + 1].add_(1.0), luma, out=out[:, c : c + 1, top:bottom])
     return out
-
 
 
 def notch_reach(sigma: float) -> int:

@@ -37,7 +37,8 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Conv2d:
 # values reach the same convolutions, so the outputs are bit-identical (tested).
 
 
-def _fused(x: torch.Tensor) -> bool:
+def _fused() -> bool:
+    """Whether the graph-free path applies: no autograd graph to keep, and not being traced by torch.compile."""
     return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
@@ -108,7 +109,7 @@ class Block(nn.Module):
         self.activate = activate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _fused(x):
+        if _fused():
             return self.forward_padded(F.pad(x, (self.conv1.padding[0],) * 4, mode="reflect"), x)
         # In-place activations and adds: on a CPU this network is bound by memory traffic.
         y = self.conv2(F.leaky_relu(self.conv1(x), _SLOPE, inplace=True))
@@ -133,7 +134,7 @@ class Level(nn.Module):
         self.block = Block(cout, dilations, residual, activate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _fused(x):
+        if _fused():
             return self.forward_padded(F.pad(x, (self.conv.padding[0],) * 4, mode="reflect"))
         return self.block(F.leaky_relu(self.conv(x), _SLOPE, inplace=True))
 
@@ -258,7 +259,7 @@ class UNet(nn.Module):
         """
         h, w = x.shape[-2:]
         skips, coarse = self._encode(self._pad(x))
-        if _fused(x):
+        if _fused():
             padded = self.middle.activated(F.pad(coarse, (self.middle.conv.padding[0],) * 4, mode="reflect"))
             middle_in = _centre(padded, self.middle.block.conv1.padding[0])
             y = self.middle.block.forward_padded(padded, middle_in)
@@ -273,7 +274,7 @@ class UNet(nn.Module):
             y = F.leaky_relu(y * scale[..., None, None] + bias[..., None, None], _SLOPE, inplace=True)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             y = up(y)
-            if _fused(y):
+            if _fused():
                 # The concatenation written straight into the first conv's padded input.
                 pad = decoder.conv.padding[0]
                 padded = _padded_buffer(y, y.shape[1] + skip.shape[1], pad)
@@ -351,10 +352,7 @@ class RestoreNet(nn.Module):
         then the border ``prepare`` added is cropped.
         """
         if self.skip is not None:
-            if _fused(y) and y.dtype == torch.float32:
-                y = y.add_(self.linear_path(x))  # the UNet's output is the engine's own: no copy of it
-            else:
-                y = y.float() + self.linear_path(x)
+            y = y.float() + self.linear_path(x)
         b = 2 * _BORDER
         return F.pixel_shuffle(y, 2)[..., b:-b, b:-b]
 
