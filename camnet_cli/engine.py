@@ -253,17 +253,19 @@ class Engine:
                 log.info("out of memory with tile %s on %s; retrying with %s", tile or "none", self.device, smaller)
                 tile, retries = smaller, retries + 1
 
-    def restore(self, packed: np.ndarray | torch.Tensor, omega: float) -> torch.Tensor:
-        """Packed raw (4, h, w) + noise level -> linear camera RGB (3, 2h, 2w), float32 on the CPU."""
+    def restore(self, packed: np.ndarray | torch.Tensor, omega: float, read: float | None = None) -> torch.Tensor:
+        """Packed raw (4, h, w) + noise level (and the read noise's standard deviation, for a
+        network that takes it; None: ``networks.default_read``) -> linear camera RGB (3, 2h, 2w),
+        float32 on the CPU."""
         planes = torch.as_tensor(packed, dtype=torch.float32)[None].to(self.device)  # once: the UNet and the linear path read it
         if self.ensemble == 1:
-            return self._restore(planes, omega)[0].cpu()
+            return self._restore(planes, omega, read)[0].cpu()
         views = color.SYMMETRIES[: self.ensemble]
-        total = sum(color.bayer_unview(self._restore(color.bayer_view(planes, s), omega), s) for s in views)
+        total = sum(color.bayer_unview(self._restore(color.bayer_view(planes, s), omega, read), s) for s in views)
         return (total / len(views))[0].cpu()
 
-    def _restore(self, planes: torch.Tensor, omega: float) -> torch.Tensor:
-        x = self.restore_net.prepare(planes, omega)
+    def _restore(self, planes: torch.Tensor, omega: float, read: float | None) -> torch.Tensor:
+        x = self.restore_net.prepare(planes, omega, read)
         return self.restore_net.finish(self._run("restore", self.restore_net, x), x)
 
     def enhance(self, xyz: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,8 @@ def run_camnet(
     if one_stage:
         return None, engine.restore(sample["packed"].numpy(), float(sample["omega"]))
     packed = sample["packed"].numpy()
-    developed = pipeline.develop(engine, packed, float(sample["omega"]), sample["wb"], sample["cam_to_xyz"], chroma=chroma, camera=camera)
+    read = float(sample["read"]) if "read" in sample else None
+    developed = pipeline.develop(engine, packed, float(sample["omega"]), sample["wb"], sample["cam_to_xyz"], chroma=chroma, camera=camera, read=read)
     return developed.xyz, torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
 
 

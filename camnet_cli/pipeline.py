@@ -85,12 +85,15 @@ def develop(
     render: bool = True,
     keep_camera: bool = False,
     linear_float: bool = False,
+    read: float | None = None,
 ) -> Developed:
     """Develop packed raw planes into images.
 
     Args:
         packed: (4, h, w) RGGB planes in [0, 1].
         omega: the noise level.
+        read: the read noise's standard deviation (a network with a read plane takes it; None:
+            the one that usually goes with ``omega``, ``networks.default_read``).
         wb: white-balance gains (R, G, B).
         cam_to_xyz: (3, 3) white-balanced camera RGB -> XYZ.
         chroma: the chroma noise reduction's width in pixels; None: from ``omega`` (``chroma_width``).
@@ -104,7 +107,7 @@ def develop(
     """
     t0 = time.perf_counter()
     if camera is None:
-        camera = engine.restore(packed, omega)
+        camera = engine.restore(packed, omega, read)
     xyz = color.camera_to_xyz(camera, torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
     t1 = time.perf_counter()
 
@@ -145,5 +148,5 @@ def develop_frame(
     return develop(
         engine, frame.packed, frame.noise.omega, gains, frame.cam_to_xyz,  # type: ignore[arg-type]
         chroma=chroma, crop=frame.crop, orientation=frame.orientation, linear=linear, max_size=max_size,
-        render=not dng, keep_camera=dng, linear_float=linear_float,
+        render=not dng, keep_camera=dng, linear_float=linear_float, read=frame.noise.read,
     )

@@ -91,11 +91,12 @@ class TrainConfig:
     exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
     scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
     iso_range: tuple[float, float] | None = None  # synthetic: ISO range of the noise (default synthetic.ISO_RANGE)
+    read_range: tuple[float, float] | None = None  # synthetic: factor range of the read noise (default synthetic.READ_RANGE)
 
     @property
     def data(self) -> DataConfig:
         """The settings the data modules read."""
-        return DataConfig(self.dataset, self.data_root, self.patch_size, self.seed, self.enhance_gt, self.expert, self.exposure, self.scale, self.iso_range)
+        return DataConfig(self.dataset, self.data_root, self.patch_size, self.seed, self.enhance_gt, self.expert, self.exposure, self.scale, self.iso_range, self.read_range)
 
     @property
     def base_lr(self) -> float:
@@ -186,12 +187,12 @@ def _stage_loss(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg:
     """The paper's loss of the stage, its terms, the images to validate, and each network's (output, target)."""
     terms: dict[str, torch.Tensor] = {}
     if cfg.stage == "onestage":
-        pred = nets["onestage"](batch["packed"], batch["omega"])
+        pred = nets["onestage"](batch["packed"], batch["omega"], read=batch.get("read"))
         terms["enhance"] = losses.enhance_loss(pred, batch["srgb"])
         return terms["enhance"], terms, (pred, batch["srgb"]), [(pred, batch["srgb"])]
     grids = []
     if "restore" in nets:
-        camera = nets["restore"](batch["packed"], batch["omega"])
+        camera = nets["restore"](batch["packed"], batch["omega"], read=batch.get("read"))
         xyz = color.camera_to_xyz(camera.float(), batch["wb"], batch["cam_to_xyz"])
         terms["restore"] = losses.restore_loss(xyz, batch["xyz"], cfg.log_weight)
         if cfg.curve_weight > 0:

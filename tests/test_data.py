@@ -222,3 +222,24 @@ def test_noise_above_the_top_iso_is_pushed():
         synthetic.sensor_noise("SONY", "ILCE-7RM3", 50)
     assert synthetic.noise_range((100, 102400))[1] == pytest.approx(pushed.omega)
 
+
+def test_read_range_multiplies_the_calibrated_read_noise(photo_dir):
+    """--read-range: each synthetic raw's read noise is the calibrated one times a factor from the
+    range, up to READ_CAP; the samples say which (``read``), and omega follows. The default (1, 1)
+    draws nothing more: the same samples as before the option."""
+    photos = sorted(photo_dir.iterdir())
+    plain = synthetic.SyntheticDataset(photos, 32, seed=3)
+    same = synthetic.SyntheticDataset(photos, 32, seed=3, read_range=(1.0, 1.0))
+    boosted = synthetic.SyntheticDataset(photos, 32, seed=3, read_range=(4.0, 4.0))
+    for i in range(4):
+        a, b, c = plain[i], same[i], boosted[i]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        shot = a["omega"] - a["read"] ** 2
+        assert c["read"] == pytest.approx(min(4 * a["read"].item(), max(a["read"].item(), synthetic.READ_CAP)), rel=1e-5)
+        assert c["omega"] == pytest.approx((shot + c["read"] ** 2).item(), rel=1e-4)
+        assert c["read"] > a["read"]
+    base = synthetic.sensor_noise("SONY", "ILCE-7RM3", 102400)
+    assert synthetic.boost_read(base, 8).read == pytest.approx(max(base.read, synthetic.READ_CAP))
+    assert synthetic.boost_read(base, 0.5).read == pytest.approx(base.read / 2)
+    assert synthetic.noise_range((100, 25600), (1, 4))[1] > synthetic.noise_range((100, 25600))[1]
+

@@ -40,7 +40,7 @@ def test_paper_parameter_count_is_the_papers():
 
 def test_lite_parameter_count():
     total = _params(RestoreNet(restore_config("lite"))) + _params(EnhanceNet(enhance_config("lite")))
-    assert total == 6_637_512  # documented in weights/README.md
+    assert total == 6_637_656  # documented in weights/README.md
 
 
 def _gflops_at_12mp(size: str) -> float:
@@ -105,6 +105,43 @@ def test_noise_plane_is_on_a_log_scale():
     assert torch.equal(RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).prepare(x, 0.0)[:, :4, 1:-1, 1:-1], x)  # omega 0 is finite
 
 
+def test_levels_below_the_least_noise_count_as_it():
+    """A raw told less noise than any the weights were trained on (the shipped ones start at ISO 100 on an
+    a7S II, 6e-6) restores as at that level: told 1e-8, the shipped lite weights shifted colours."""
+    restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
+    x = torch.rand(1, 4, 32, 32)
+    with torch.no_grad():
+        at_floor = restore(x, networks.MIN_OMEGA)
+        assert torch.equal(restore(x, 1e-9), at_floor) and torch.equal(restore(x, 0.0), at_floor)
+        assert not torch.allclose(restore(x, 10 * networks.MIN_OMEGA), at_floor)
+
+
+def test_read_plane_tells_the_read_noise_share():
+    """A 6-plane Restore-Net (the lite preset) sees log10(read² / omega) + 2.5 in its sixth plane: the
+    same omega with more read noise is a different input; without a read noise given, the one that
+    usually goes with omega (noise.split_omega); a 5-plane net ignores it."""
+    assert restore_config("lite").in_channels == 6 and restore_config("paper").in_channels == 5
+    net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, in_channels=6)).eval()
+    x = torch.rand(2, 4, 16, 16)
+    omega, read = torch.tensor([1e-3, 1e-3]), torch.tensor([1e-3, 1e-2])
+    planes = net.prepare(x, omega, read)
+    assert planes.shape == (2, 6, 18, 18)
+    assert planes[0, 5].unique().item() == pytest.approx(-0.5, abs=1e-5) and planes[1, 5].unique().item() == pytest.approx(1.5, abs=1e-5)
+    from camnet_cli import noise
+
+    usual = noise.split_omega(1e-3).read
+    torch.testing.assert_close(net.prepare(x, omega), net.prepare(x, omega, torch.tensor([usual, usual])))
+    with torch.no_grad():
+        for p in net.parameters():  # as if trained: the sixth plane's weights are not zero
+            p.add_(0.05 * torch.randn_like(p))
+        assert not torch.allclose(net(x, omega, read=read)[0], net(x, omega, read=read)[1])
+    five = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
+    with torch.no_grad():
+        assert torch.equal(five(x, omega, read=read), five(x, omega))
+    with pytest.raises(ValueError, match="in_channels"):
+        RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, in_channels=7))
+
+
 def test_global_vector_is_used_and_replaceable():
     """A tile given the whole image's pooled features differs from the tile on its own."""
     net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
@@ -161,6 +198,16 @@ def test_config_bounds_admit_every_preset(size):
     """config_from_dict's bounds (widths 1 to 1024, 2 to 6 levels) take every preset, the one-stage 720 included."""
     for config in (restore_config(size), enhance_config(size), onestage_config(size), RestoreNetConfig(channels=(8, 16), dilations=(1, 1))):
         assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_config_in_channels_bounds():
+    """A weight file's Restore-Net takes 5 or 6 input planes; Enhance-Net and the one-stage net their one number."""
+    assert config_from_dict(config_to_dict(RestoreNetConfig(in_channels=6))).in_channels == 6
+    for config in (RestoreNetConfig(in_channels=7), onestage_config("lite"), enhance_config("lite")):
+        data = config_to_dict(config)
+        data["in_channels"] = 7 if data["net"] == "restore" else data["in_channels"] + 1
+        with pytest.raises(ValueError, match="in_channels"):
+            config_from_dict(data)
 
 
 def test_config_rejects_unknown():

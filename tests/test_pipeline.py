@@ -1,12 +1,16 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from camnet_cli import color
 from camnet_cli.dng import DngMetadata
+from camnet_cli.engine import Engine
+from camnet_cli.model import EnhanceNet, EnhanceNetConfig, RestoreNet, RestoreNetConfig
 from camnet_cli.pipeline import develop_frame, to_upright_hwc
 from camnet_cli.raw import Crop, load_frame, uncrop, upright
-from tests.conftest import synthetic_raw, write_synthetic_dng
+from tests.conftest import TINY_WIDTHS, synthetic_raw, write_synthetic_dng
 
 
 @pytest.mark.parametrize("offset, orientation", [((0, 0), 1), ((1, 1), 6), ((0, 1), 8)])
@@ -41,6 +45,26 @@ def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_en
     outs = [develop_frame(tiny_engine, frame, chroma=c).srgb for c in (None, 0.0, 3.0)]
     assert seen == [pytest.approx(color.chroma_sigma(frame.noise.omega)), 0.0, 3.0] and seen[0] > 0
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
+
+
+def test_the_frames_read_noise_reaches_a_restore_net_with_a_read_plane(tmp_path):
+    """Two DNGs of the same pixels whose NoiseProfiles give the same omega, one with ten times the read
+    noise: a Restore-Net with the read plane (the lite preset's) restores them differently, one
+    without it alike."""
+    raw = synthetic_raw(height=64, width=64)
+    omega = raw.shot + raw.read**2
+    frames = []
+    for read in (1e-3, 1e-2):
+        path = tmp_path / f"read{read:g}.dng"
+        write_synthetic_dng(path, dataclasses.replace(raw, shot=omega - read**2, read=read))
+        frames.append(load_frame(path))
+    assert frames[0].noise.omega == pytest.approx(frames[1].noise.omega) and frames[1].noise.read == pytest.approx(10 * frames[0].noise.read)
+    for planes in (5, 6):
+        torch.manual_seed(0)
+        restore = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, in_channels=planes))
+        engine = Engine(restore, EnhanceNet(EnhanceNetConfig(channels=TINY_WIDTHS)), device="cpu", precision="fp32", tile=0)
+        a, b = (develop_frame(engine, f, linear=True).linear for f in frames)
+        assert np.array_equal(a, b) == (planes == 5)
 
 
 @pytest.mark.parametrize("orientation", range(0, 10))

@@ -89,6 +89,29 @@ def test_widen_script_doubles_the_widths_and_keeps_what_the_net_computes(tmp_pat
     torch.testing.assert_close(halves[0] + halves[1], old.unet.out.weight[:, : TINY_WIDTHS[0]])
 
 
+def test_add_read_plane_script_keeps_what_the_net_computes(tmp_path):
+    """tools/add_read_plane.py: a 5-plane Restore-Net becomes a 6-plane one that restores the same
+    pixels whatever read noise it is told, until training gives the new plane weights."""
+    torch.manual_seed(0)
+    old = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS))
+    with torch.no_grad():
+        for p in old.parameters():
+            p.copy_(torch.randn_like(p) * p.std().clamp_min(0.05))
+    save_weights(tmp_path / "old.safetensors", old.eval(), training_data="tests", noise_range=(1e-4, 1e-2), extra={"trained_steps": "5"})
+    done = _script("add_read_plane.py", tmp_path / "old.safetensors", tmp_path / "new.safetensors")
+    assert done.returncode == 0, done.stderr
+    new, info = load_weights(tmp_path / "new.safetensors", "restore")
+    assert new.config == dataclasses.replace(old.config, in_channels=6)
+    assert info.noise_range == (1e-4, 1e-2) and info.extra == {"trained_steps": "5"}
+    packed, omega = torch.rand(2, 4, 32, 48), torch.tensor([1e-5, 1e-2])
+    with torch.no_grad():
+        want = old(packed, omega)
+        for read in (None, torch.tensor([1e-4, 3e-2])):
+            torch.testing.assert_close(new(packed, omega, read=read), want)
+    again = _script("add_read_plane.py", tmp_path / "new.safetensors", tmp_path / "again.safetensors")
+    assert again.returncode != 0 and "6 input planes" in again.stderr
+
+
 def test_grid_check_script_measures_a_style_s_fixed_pattern(tmp_path):
     """tools/grid_check.py: a style whose output layer adds a fixed offset per position of each
     2x2 block shows that pattern's RMS on flat fields; with the offsets equal, or with the notch

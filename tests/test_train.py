@@ -165,6 +165,7 @@ def test_perceptual_loss_from_a_local_file(photos, start, tmp_path):
         (["train-restore", "--precision", "fp16"], "precision 'fp16'"),
         (["train-restore", "--iso-range", "400"], "--iso-range"),
         (["train-restore", "--iso-range", "50,400"], "starts at ISO 100"),
+        (["train-restore", "--read-range", "0,4"], "--read-range"),
         (["train-restore", "--init", "{empty}/nothing.safetensors"], "--init"),
         (["finetune", "--restore", "{empty}/r.safetensors", "--enhance", "{empty}/e.safetensors"], "No such file"),
         (["eval", "--data-root", "{empty}"], "--enhance"),
@@ -330,8 +331,8 @@ def test_grid_weight_adds_its_term(photos, start, tmp_path):
 
 def test_curve_weight_and_iso_range_reach_the_restoration_loss(photos, start, tmp_path):
     """--curve-weight adds the after-the-curve term to the restoration loss of the very same first
-    sample; --iso-range reaches the synthetic noise (pushed noise is worse to restore) and the
-    noise range the exported weights record."""
+    sample; --iso-range and --read-range reach the synthetic noise (pushed noise is worse to
+    restore) and --iso-range the noise range the exported weights record."""
     def first_loss(run, *extra):
         _cli("train-restore", "--data-root", photos, "-o", tmp_path / run, "--steps", "1", "--validate-every", "1", *extra, *start["restore"], *FAST)
         return _losses(tmp_path / run / "metrics.csv")[1]
@@ -340,5 +341,6 @@ def test_curve_weight_and_iso_range_reach_the_restoration_loss(photos, start, tm
     assert curved - plain > 0.05  # the same sample, plus twice its error after the curve
     pushed = first_loss("pushed", "--iso-range", "51200,102400")
     assert pushed > plain
+    assert first_loss("read", "--read-range", "6,6") > plain  # the same sample, more read noise
     low, high = read_info(tmp_path / "pushed" / "restore-default.safetensors").noise_range
     assert high > 1.5 * read_info(tmp_path / "plain" / "restore-default.safetensors").noise_range[1]

@@ -41,6 +41,14 @@ IsoRange = Annotated[
         rich_help_panel=DATA,
     ),
 ]
+ReadRange = Annotated[
+    str | None,
+    typer.Option(
+        "--read-range",
+        help="Synthetic: the calibrated read noise times a factor in LO,HI (default 1,1), e.g. 0.5,8 for sensors and pushed shadows with more read noise; for a Restore-Net with a read plane (the lite preset).",
+        rich_help_panel=DATA,
+    ),
+]
 CurveWeight = Annotated[
     float,
     typer.Option(help="Weight of a restoration term after the tone curve (L1 of the plain renderings; 0: the paper's loss alone): errors in the shadows as a viewer sees them.", min=0.0, rich_help_panel=RUN),
@@ -100,7 +108,7 @@ def train_restore(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0,
     ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "default", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, init: Init = None,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, read_range: ReadRange = None, init: Init = None,
     device: Device = "auto", precision: Precision = "auto", compile_: Compile = False, quiet: Quiet = False,
     one_stage: Annotated[bool, typer.Option("--one-stage", help="Train the one-stage baseline instead: one UNet from raw to the final sRGB (paper §IV-C).", rich_help_panel=RUN)] = False,
 ) -> None:
@@ -120,7 +128,7 @@ def train_enhance(
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, grid_weight: GridWeight = 0.0, ema: Ema = 0.0, seed: Seed = 0,
     workers: Workers = 2, output: Output = Path("runs/enhance"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural", export_dtype: ExportDtype = "fp32",
-    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, init: Init = None,
+    enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, read_range: ReadRange = None, init: Init = None,
     perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
@@ -154,7 +162,7 @@ def finetune(
     resume: Resume = None,
     checkpoint_every: CheckpointEvery = 1000, validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "natural",
     export_dtype: ExportDtype = "fp32", enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None,
-    scale: Scale = None, iso_range: IsoRange = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
+    scale: Scale = None, iso_range: IsoRange = None, read_range: ReadRange = None, perceptual: Perceptual = None, perceptual_weight: PerceptualWeight = 0.01, device: Device = "auto", precision: Precision = "auto",
     compile_: Compile = False, quiet: Quiet = False,
 ) -> None:
     """Step 2: fine-tune both networks together on the joint loss (paper Eq. 7).
@@ -176,7 +184,7 @@ def _run(stage: str, options: dict) -> None:
         raise usage_error(f"--dataset {options['dataset']}: use one of {', '.join(DATASETS)}")
     if options["export_dtype"] not in ("fp32", "fp16", "bf16"):
         raise usage_error(f"--export-dtype {options['export_dtype']}: use fp32, fp16 or bf16")
-    for key, top in (("exposure", None), ("scale", 1.0), ("iso_range", None)):
+    for key, top in (("exposure", None), ("scale", 1.0), ("iso_range", None), ("read_range", None)):
         if options.get(key):
             options = {**options, key: _range(key.replace("_", "-"), options[key], top)}
     if options.get("init") is not None and not Path(options["init"]).is_file():

@@ -4,6 +4,7 @@ Every dataset yields samples as dicts of tensors, one training patch each:
 
 - ``packed``: (4, P/2, P/2) input raw, RGGB planes, normalised and clipped to [0, 1];
 - ``omega``: () the input's noise level (shot + read^2);
+- ``read`` (where the dataset knows it): () the read noise's standard deviation;
 - ``wb``: (3,) the white-balance gains the file reports (G = 1);
 - ``cam_to_xyz``: (3, 3) white-balanced camera RGB -> XYZ;
 - ``xyz``: (3, P, P) restoration ground truth, linear CIE XYZ (D65);
@@ -44,6 +45,7 @@ class DataConfig:
     exposure: tuple[float, float] | None = None  # synthetic: raw exposure range (default synthetic.EXPOSURE_RANGE)
     scale: tuple[float, float] | None = None  # synthetic: photo downscaling range (default synthetic.SCALE_RANGE)
     iso_range: tuple[float, float] | None = None  # synthetic: ISO range of the noise (default synthetic.ISO_RANGE)
+    read_range: tuple[float, float] | None = None  # synthetic: factor range of the read noise (default synthetic.READ_RANGE)
 
 
 # The validation patches' seed: the same whatever the training seed, so that runs with

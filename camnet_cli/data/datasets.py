@@ -21,8 +21,10 @@ def make_datasets(data: DataConfig) -> tuple[Dataset, Dataset, str]:
     exposure = tuple(data.exposure) if data.exposure else synthetic.EXPOSURE_RANGE
     scale = tuple(data.scale) if data.scale else synthetic.SCALE_RANGE
     isos = tuple(data.iso_range) if data.iso_range else synthetic.ISO_RANGE
-    train = synthetic.SyntheticDataset(train_photos, data.patch_size, seed=data.seed, exposure=exposure, scale=scale, iso_range=isos)
-    val = synthetic.SyntheticDataset(val_photos or train_photos, data.patch_size, seed=VALIDATION_SEED, exposure=exposure, scale=scale, iso_range=isos)
+    reads = tuple(data.read_range) if data.read_range else synthetic.READ_RANGE
+    options = dict(exposure=exposure, scale=scale, iso_range=isos, read_range=reads)
+    train = synthetic.SyntheticDataset(train_photos, data.patch_size, seed=data.seed, **options)
+    val = synthetic.SyntheticDataset(val_photos or train_photos, data.patch_size, seed=VALIDATION_SEED, **options)
     note = f"synthetic raws from {len(train_photos)} photographs in {root.name} ({len(val_photos)} held out)"
     return train, val, note
 
@@ -41,4 +43,5 @@ def noise_range(data: DataConfig) -> tuple[float, float] | None:
     """The noise levels the networks saw in training, if the dataset defines them."""
     if data.dataset != "synthetic":
         return None
-    return synthetic.noise_range(tuple(data.iso_range) if data.iso_range else synthetic.ISO_RANGE)
+    isos = tuple(data.iso_range) if data.iso_range else synthetic.ISO_RANGE
+    return synthetic.noise_range(isos, tuple(data.read_range) if data.read_range else synthetic.READ_RANGE)

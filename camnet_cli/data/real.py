@@ -196,6 +196,7 @@ def _prepare(pair: Pair, folder: Path) -> None:
     r = pair.ratio  # amplification scales the noise: shot by r, read by r
     meta = {
         "omega": frame.noise.shot * r + (frame.noise.read * r) ** 2,
+        "read": frame.noise.read * r,
         "ratio": r,
         "wb": list(frame.wb),
         "cam_to_xyz": frame.cam_to_xyz.tolist(),
@@ -276,7 +277,7 @@ class PairDataset(Dataset):
             mos, gts = augment(mos, gts, rng)
             mos, gts = mos[: self.patch, : self.patch], [g[: self.patch, : self.patch] for g in gts]
         planes = np.stack([mos[0::2, 0::2], mos[0::2, 1::2], mos[1::2, 0::2], mos[1::2, 1::2]])
-        return {
+        sample = {
             "packed": torch.from_numpy(np.clip(planes * p.meta["ratio"], 0, 1)).float(),
             "omega": torch.tensor(p.meta["omega"], dtype=torch.float32),
             "wb": torch.tensor(p.meta["wb"], dtype=torch.float32),
@@ -284,6 +285,9 @@ class PairDataset(Dataset):
             "xyz": to_tensor_image(gts[0]),
             "srgb": to_tensor_image(gts[1]),
         }
+        if "read" in p.meta:  # caches prepared before 0.3 lack it: the read plane then takes omega's usual split
+            sample["read"] = torch.tensor(p.meta["read"], dtype=torch.float32)
+        return sample
 
 
 def make_datasets(data: DataConfig) -> tuple[Dataset, Dataset, str]:

@@ -52,12 +52,28 @@ SCALE_RANGE = (0.35, 1.0)
 # Cameras whose calibrated noise the synthetic raws take (noise.CALIBRATIONS keys), and the ISO range.
 NOISE_CAMERAS = (("SONY", "ILCE-7SM2"), ("SONY", "ILCE-7RM3"))
 ISO_RANGE = (100.0, 25600.0)
+# How much the calibrated read noise (its standard deviation) is multiplied by (log-uniform): 1, 1
+# keeps the two Sony sensors'. Other sensors (phones, older or smaller ones) and the shadows of
+# pushed exposures have several times more read noise for the same omega; a network with a read
+# plane learns them from a range (``train-restore --read-range``). A boost stops at READ_CAP.
+READ_RANGE = (1.0, 1.0)
+READ_CAP = 0.025
 
 
-def noise_range(iso_range: tuple[float, float] = ISO_RANGE) -> tuple[float, float]:
+def noise_range(iso_range: tuple[float, float] = ISO_RANGE, read_range: tuple[float, float] = READ_RANGE) -> tuple[float, float]:
     """The lowest and highest noise level omega the synthetic raws can have (for weight headers)."""
-    omegas = [sensor_noise(make, model, iso).omega for make, model in NOISE_CAMERAS for iso in iso_range]
+    profiles = [sensor_noise(make, model, iso) for make, model in NOISE_CAMERAS for iso in iso_range]
+    omegas = [boost_read(p, f).omega for p in profiles for f in read_range]
     return min(omegas), max(omegas)
+
+
+def boost_read(profile: noise.NoiseProfile, factor: float) -> noise.NoiseProfile:
+    """``profile`` with its read noise times ``factor``; a boost stops at ``READ_CAP`` (or the read noise
+    as it was, if that is higher)."""
+    read = profile.read * factor
+    if factor > 1:
+        read = min(read, max(profile.read, READ_CAP))
+    return noise.NoiseProfile(profile.shot, read, profile.source)
 
 
 def sensor_noise(make: str, model: str, iso: float) -> noise.NoiseProfile:
@@ -115,13 +131,14 @@ class SyntheticDataset(Dataset):
         scale: tuple[float, float] = SCALE_RANGE,
         length: int = 2**31 - 1,
         iso_range: tuple[float, float] = ISO_RANGE,
+        read_range: tuple[float, float] = READ_RANGE,
     ) -> None:
         if not photos:
             raise ValueError("no photographs to train on")
         if patch % 2 or patch < 16:
             raise ValueError(f"patch size must be even and at least 16, got {patch}")
         self.photos, self.patch, self.seed = list(photos), patch, seed
-        self.exposure, self.scale, self.length, self.iso_range = exposure, scale, length, iso_range
+        self.exposure, self.scale, self.length, self.iso_range, self.read_range = exposure, scale, length, iso_range, read_range
         self._cache: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -139,7 +156,7 @@ class SyntheticDataset(Dataset):
         rng = sample_rng(self.seed, index)
         img = self._photo(self.photos[rng.integers(len(self.photos))])
         srgb = _random_patch(img, self.patch, rng, self.scale)
-        return synthesize(srgb, rng, self.exposure, iso_range=self.iso_range)
+        return synthesize(srgb, rng, self.exposure, iso_range=self.iso_range, read_range=self.read_range)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -174,10 +191,12 @@ def random_camera(rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, fl
     return xyz_to_cam, (r, 1.0, b)
 
 
-def random_noise(rng: np.random.Generator, iso_range: tuple[float, float] = ISO_RANGE) -> noise.NoiseProfile:
-    """The calibrated noise of a real sensor at a random ISO (log-uniform over ``iso_range``; ``sensor_noise``)."""
+def random_noise(rng: np.random.Generator, iso_range: tuple[float, float] = ISO_RANGE, read_range: tuple[float, float] = READ_RANGE) -> noise.NoiseProfile:
+    """The calibrated noise of a real sensor at a random ISO (log-uniform over ``iso_range``; ``sensor_noise``),
+    its read noise times a factor log-uniform over ``read_range`` (``boost_read``; not drawn for 1, 1)."""
     make, model = NOISE_CAMERAS[rng.integers(len(NOISE_CAMERAS))]
-    return sensor_noise(make, model, _log_uniform(rng, *iso_range))
+    profile = sensor_noise(make, model, _log_uniform(rng, *iso_range))
+    return profile if read_range == (1.0, 1.0) else boost_read(profile, _log_uniform(rng, *read_range))
 
 
 def _rendered(srgb: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -189,11 +208,11 @@ def _rendered(srgb: torch.Tensor, ratio: float) -> torch.Tensor:
 
 def synthesize(
     srgb: torch.Tensor, rng: np.random.Generator, exposure: tuple[float, float] = EXPOSURE_RANGE, profile: noise.NoiseProfile | None = None,
-    iso_range: tuple[float, float] = ISO_RANGE,
+    iso_range: tuple[float, float] = ISO_RANGE, read_range: tuple[float, float] = READ_RANGE,
 ) -> dict[str, torch.Tensor]:
     """One training sample from an sRGB patch: a random camera, exposure and noise."""
     xyz_to_cam, wb = random_camera(rng)
-    profile = profile or random_noise(rng, iso_range)
+    profile = profile or random_noise(rng, iso_range, read_range)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     gain = _log_uniform(rng, *exposure)
     raw = unprocess(srgb, xyz_to_cam=xyz_to_cam, wb=wb, shot=profile.shot, read=profile.read, exposure=gain, generator=generator)
@@ -201,6 +220,7 @@ def synthesize(
     return {
         "packed": color.pack_bayer(raw.mosaic.clamp(0.0, 1.0)),
         "omega": torch.tensor(profile.omega, dtype=torch.float32),
+        "read": torch.tensor(profile.read, dtype=torch.float32),
         "wb": torch.tensor(wb, dtype=torch.float32),
         "cam_to_xyz": torch.from_numpy(cam_to_xyz).float(),
         "xyz": raw.xyz,

@@ -24,7 +24,9 @@ class RestoreNetConfig:
 
     # Channels per UNet level, finest first (paper Fig. 4: 32, 64, 128, 256, 512).
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
-    # Packed RGGB planes plus one noise-level plane (paper Eq. 2: omega = shot + read^2).
+    # Packed RGGB planes plus one noise-level plane (paper Eq. 2: omega = shot + read^2); 6: camnet's
+    # second plane, the read noise's share of omega (``networks.read_plane``), which omega alone
+    # does not tell: the noise in the shadows.
     in_channels: int = 5
     # camnet's linear path beside the UNet, a 3x3 kernel that varies with the noise level: it
     # carries the fine detail a narrow UNet smooths. "adaptive": with it; "none": the paper's net.
@@ -88,8 +90,9 @@ MODEL_SIZES = tuple(_CHANNELS)
 
 
 def restore_config(size: str = "paper") -> RestoreNetConfig:
-    """The Restore-Net preset ``size`` ("paper" or "lite")."""
-    return RestoreNetConfig(channels=_CHANNELS[size])
+    """The Restore-Net preset ``size`` ("paper" or "lite"). The paper's takes the noise level alone;
+    camnet's lite one the read noise's share of it as well (``RestoreNetConfig.in_channels``)."""
+    return RestoreNetConfig(channels=_CHANNELS[size], in_channels=6 if size == "lite" else 5)
 
 
 def enhance_config(size: str = "paper") -> EnhanceNetConfig:
@@ -121,8 +124,9 @@ MAX_DILATION = 16
 _RANGES = {"notch": (0.0, 8.0), "base": (0.0, 16.0)}
 # Restore-Net's linear path beside the UNet (RestoreNetConfig.skip).
 SKIPS = ("none", "adaptive")
-# Not choices: what the networks' inputs have (RestoreNet.prepare: 4 planes + noise; EnhanceNet.prepare: 3 x 4).
-_IN_CHANNELS = {"restore": 5, "enhance": 12, "onestage": 5}
+# What the networks' inputs may have, (least, most): RestoreNet.prepare's 4 planes + the noise
+# level (+ the read noise's share); EnhanceNet.prepare's 3 x 4.
+_IN_CHANNELS = {"restore": (5, 6), "enhance": (12, 12), "onestage": (5, 5)}
 
 
 def config_from_dict(data: dict) -> Config:
@@ -165,8 +169,9 @@ def _check(net: str, data: dict) -> None:
         raise bad("channels", f"{LEVELS[0]} to {LEVELS[1]} levels of 1 to {MAX_CHANNELS}")
     if not (isinstance(dilations, (list, tuple)) and len(dilations) == len(channels) and all(whole(d, 1, MAX_DILATION) for d in dilations)):
         raise bad("dilations", f"one per level, each 1 to {MAX_DILATION}")
-    if not whole(data["in_channels"], _IN_CHANNELS[net], _IN_CHANNELS[net]):
-        raise bad("in_channels", f"{_IN_CHANNELS[net]}, what this network's input has")
+    low, high = _IN_CHANNELS[net]
+    if not whole(data["in_channels"], low, high):
+        raise bad("in_channels", f"{low}, what this network's input has" if low == high else f"{low} or {high}, what this network's input may have")
     for key in ("residual", "global_block"):
         if type(data[key]) is not bool:
             raise bad(key, "true or false")

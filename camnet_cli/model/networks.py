@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camnet_cli import color
+from camnet_cli import color, noise
 from camnet_cli.model.config import SKIPS, EnhanceNetConfig, OneStageNetConfig, RestoreNetConfig
 
 _SLOPE = 0.2  # LeakyReLU slope of the authors' lrelu
@@ -287,10 +287,36 @@ class UNet(nn.Module):
         return self.out(y.to(self.out.weight.dtype))[..., :h, :w]
 
 
+# The lowest noise level Restore-Net is told: about the least noise a raw has (ISO 100 on a Sony
+# a7S II, 6.0e-6; the shipped weights' range starts there). Below it the plane would be out of the
+# range the weights were trained on, and a network told of less noise than any it has seen shifts
+# colours (the shipped v6 weights scored 31.9 dB after the curve on clean held-out raws told 1e-8,
+# 38.8 told this).
+MIN_OMEGA = 6e-6
+
+
 def noise_plane(omega: torch.Tensor) -> torch.Tensor:
     """What Restore-Net's noise plane holds for noise levels ``omega``: log10(omega) + 4, about -1.2
-    at ISO 100 and +1.7 at ISO 25600 on a modern full-frame sensor."""
-    return torch.log10(omega.clamp_min(1e-8)) + 4
+    at ISO 100 and +1.7 at ISO 25600 on a modern full-frame sensor; levels below ``MIN_OMEGA``
+    count as it."""
+    return torch.log10(omega.clamp_min(MIN_OMEGA)) + 4
+
+
+def read_plane(omega: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+    """What Restore-Net's second noise plane holds (a config with ``in_channels`` 6): the read
+    noise's share of ``omega``, log10(read² / omega) + 2.5, within ±3. About -0.6 for a Sony
+    a7R III at ISO 400 and +0.2 at ISO 25600; higher where the read noise is heavier for the
+    same omega (small sensors, the shadows of a pushed exposure), which a network told omega alone
+    under-denoises in the shadows."""
+    share = (read.float() ** 2).clamp_min(1e-20) / omega.float().clamp_min(MIN_OMEGA)
+    return (torch.log10(share) + 2.5).clamp(-3.0, 3.0)
+
+
+def default_read(omega: torch.Tensor) -> torch.Tensor:
+    """The read noise (a standard deviation) that goes with levels ``omega`` when only omega is
+    known: ``noise.split_omega``'s (Brooks et al. 2019)."""
+    values = [noise.split_omega(max(float(w), MIN_OMEGA)).read for w in omega.reshape(-1).tolist()]
+    return torch.tensor(values, dtype=torch.float32, device=omega.device).reshape(omega.shape)
 
 
 # How many packed pixels Restore-Net pads its input by (see RestoreNet.prepare).
@@ -308,6 +334,8 @@ class RestoreNet(nn.Module):
     def __init__(self, config: RestoreNetConfig | OneStageNetConfig) -> None:
         super().__init__()
         self.config = config
+        if config.in_channels not in (5, 6):
+            raise ValueError(f"in_channels must be 5 (the noise level) or 6 (and the read noise's share), got {config.in_channels}")
         if config.skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {config.skip!r}")
         self.unet = UNet(config)
@@ -317,8 +345,11 @@ class RestoreNet(nn.Module):
             self.skip = nn.Conv2d(4, 24, 3, bias=False)
             nn.init.zeros_(self.skip.weight)
 
-    def prepare(self, packed: torch.Tensor, omega: torch.Tensor | float) -> torch.Tensor:
-        """(B, 4, h, w) packed planes and (B,) noise levels -> (B, 5, h + 2, w + 2) UNet input.
+    def prepare(self, packed: torch.Tensor, omega: torch.Tensor | float, read: torch.Tensor | float | None = None) -> torch.Tensor:
+        """(B, 4, h, w) packed planes and (B,) noise levels -> (B, in_channels, h + 2, w + 2) UNet input:
+        the planes, the noise level (``noise_plane``) and, with ``in_channels`` 6, the read noise's
+        share of it (``read_plane``; ``read``: the read noise's standard deviation, None for
+        ``default_read``'s). A 5-plane network ignores ``read``.
 
         The planes are padded by one (``color.pad_bayer``: two sensor pixels, the mosaic
         mirrored), so the border pixels are restored from neighbours where a sensor has them;
@@ -328,9 +359,13 @@ class RestoreNet(nn.Module):
         if packed.dim() != 4 or packed.shape[1] != 4:
             raise ValueError(f"expected packed raw shaped (B, 4, h, w), got {tuple(packed.shape)}")
         omega = torch.as_tensor(omega, dtype=torch.float32, device=packed.device).reshape(-1, 1, 1, 1)
-        level = noise_plane(omega).to(packed.dtype)
+        levels = [noise_plane(omega)]
+        if self.config.in_channels == 6:
+            read = default_read(omega) if read is None else torch.as_tensor(read, dtype=torch.float32, device=packed.device).reshape(-1, 1, 1, 1)
+            levels.append(read_plane(omega, read))
         planes = color.pad_bayer(packed, _BORDER)
-        return torch.cat([planes, level.expand(packed.shape[0], 1, *planes.shape[2:])], dim=1)
+        size = (packed.shape[0], 1, *planes.shape[2:])
+        return torch.cat([planes, *(level.to(packed.dtype).expand(size) for level in levels)], dim=1)
 
     def linear_path(self, x: torch.Tensor) -> torch.Tensor:
         """The linear path's (B, 12, h, w) planes for a (B, 5, h, w) input from ``prepare``, in float32.
@@ -356,8 +391,10 @@ class RestoreNet(nn.Module):
         b = 2 * _BORDER
         return F.pixel_shuffle(y, 2)[..., b:-b, b:-b]
 
-    def forward(self, packed: torch.Tensor, omega: torch.Tensor | float, pooled: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.prepare(packed, omega)
+    def forward(
+        self, packed: torch.Tensor, omega: torch.Tensor | float, pooled: torch.Tensor | None = None, read: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
+        x = self.prepare(packed, omega, read)
         return self.finish(self.unet(x, pooled), x)
 
 
@@ -436,9 +473,9 @@ class CameraNet(nn.Module):
         self.enhance = enhance
 
     def forward(
-        self, packed: torch.Tensor, omega: torch.Tensor, wb: torch.Tensor, cam_to_xyz: torch.Tensor
+        self, packed: torch.Tensor, omega: torch.Tensor, wb: torch.Tensor, cam_to_xyz: torch.Tensor, read: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        xyz = color.camera_to_xyz(self.restore(packed, omega), wb, cam_to_xyz)
+        xyz = color.camera_to_xyz(self.restore(packed, omega, read=read), wb, cam_to_xyz)
         return xyz, self.enhance(xyz)
 
 
