@@ -199,9 +199,9 @@ def test_engine_enhance_applies_the_notch_whole_or_in_tiles():
 
 def test_chroma_noise_reduction_after_enhance_net():
     """Engine.enhance(xyz, sigma) is Enhance-Net's output through color.smooth_chroma, and with the
-    shipped pair and develop's automatic width it leaves less error than without on a noisy raw at
-    ISO 12800 (on the held-out photographs, v6: +1.3 dB; on this small synthetic scene, whose
-    colour noise Restore-Net v6 already mostly removes, +0.2 dB)."""
+    shipped pair and develop's automatic width it leaves less error than without on noisy raws at
+    ISO 12800 (on the held-out photographs, v7: +1.0 dB; on these three small synthetic scenes, whose
+    colour noise Restore-Net v7 mostly removes, from 0.0 to +0.8 dB, +0.35 on average)."""
     from camnet_cli.data import synthetic
     from camnet_cli.weights import SHIPPED_DIR, load_weights
 
@@ -209,14 +209,17 @@ def test_chroma_noise_reduction_after_enhance_net():
     enhance, _ = load_weights(SHIPPED_DIR / "enhance-natural.safetensors", "enhance")
     engine = Engine(restore, enhance, device="cpu", precision="fp32", tile=0)
     profile = synthetic.noise.from_table("SONY", "ILCE-7RM3", 12800)
-    sample = synthetic.synthesize(scene(128, 192, seed=6), np.random.default_rng(1), exposure=(0.5, 0.5), profile=profile)
-    omega = float(sample["omega"])
-    off, on = (develop(engine, sample["packed"], omega, sample["wb"], sample["cam_to_xyz"], chroma=c) for c in (0, None))
-    # "auto" (None) is the filter at the noise level's width, on Enhance-Net's output
-    filtered = color.smooth_chroma(engine.enhance(off.xyz)[None], color.chroma_sigma(omega))[0].clamp(0, 1)
-    torch.testing.assert_close(torch.from_numpy(on.srgb), filtered.permute(1, 2, 0))
-    scores = [metrics.psnr(torch.from_numpy(x.srgb).permute(2, 0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on)]
-    assert scores[1] > scores[0] + 0.1, scores
+    gains = []
+    for seed in (6, 7, 8):
+        sample = synthetic.synthesize(scene(128, 192, seed=seed), np.random.default_rng(1), exposure=(0.5, 0.5), profile=profile)
+        omega, read = float(sample["omega"]), float(sample["read"])
+        off, on = (develop(engine, sample["packed"], omega, sample["wb"], sample["cam_to_xyz"], chroma=c, read=read) for c in (0, None))
+        # "auto" (None) is the filter at the noise level's width, on Enhance-Net's output
+        filtered = color.smooth_chroma(engine.enhance(off.xyz)[None], color.chroma_sigma(omega))[0].clamp(0, 1)
+        torch.testing.assert_close(torch.from_numpy(on.srgb), filtered.permute(1, 2, 0))
+        off_score, on_score = (metrics.psnr(torch.from_numpy(x.srgb).permute(2, 0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on))
+        gains.append(on_score - off_score)
+    assert np.mean(gains) > 0.1 and min(gains) > -0.1, gains
 
 
 def test_threads_follow_the_cpus_the_process_may_use():
