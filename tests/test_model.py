@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -122,19 +123,24 @@ def test_read_plane_tells_the_read_noise_share():
     usually goes with omega (noise.split_omega); a 5-plane net ignores it."""
     assert restore_config("lite").in_channels == 6 and restore_config("paper").in_channels == 5
     net = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS, in_channels=6)).eval()
-    x = torch.rand(2, 4, 16, 16)
-    omega, read = torch.tensor([1e-3, 1e-3]), torch.tensor([1e-3, 1e-2])
+    x = torch.rand(4, 4, 16, 16)
+    omega, read = torch.full((4,), 1e-3), torch.tensor([1e-3, 2e-3, 1e-2, 1e-6])
     planes = net.prepare(x, omega, read)
-    assert planes.shape == (2, 6, 18, 18)
-    assert planes[0, 5].unique().item() == pytest.approx(-0.5, abs=1e-5) and planes[1, 5].unique().item() == pytest.approx(1.5, abs=1e-5)
+    assert planes.shape == (4, 6, 18, 18)
+    # the last two beyond the range the weights were trained on: held at its ends
+    want = [-0.5, math.log10(4e-3) + 2.5, networks.READ_PLANE_RANGE[1], networks.READ_PLANE_RANGE[0]]
+    assert [planes[i, 5].unique().item() for i in range(4)] == pytest.approx(want, abs=1e-5)
     from camnet_cli import noise
 
     usual = noise.split_omega(1e-3).read
-    torch.testing.assert_close(net.prepare(x, omega), net.prepare(x, omega, torch.tensor([usual, usual])))
+    torch.testing.assert_close(net.prepare(x, omega), net.prepare(x, omega, torch.full((4,), usual)))
+    x, omega, read = x[:1].expand(2, -1, -1, -1), omega[:2], read[:2]  # one raw, told two read noises
     with torch.no_grad():
         for p in net.parameters():  # as if trained: the sixth plane's weights are not zero
             p.add_(0.05 * torch.randn_like(p))
-        assert not torch.allclose(net(x, omega, read=read)[0], net(x, omega, read=read)[1])
+        both = net(x, omega, read=read)
+        assert not torch.allclose(both[0], both[1])
+        torch.testing.assert_close(both[1:], net(x[1:], omega[1:], read=read[1:]), rtol=0, atol=1e-4)  # each its own read noise
     five = RestoreNet(RestoreNetConfig(channels=TINY_WIDTHS)).eval()
     with torch.no_grad():
         assert torch.equal(five(x, omega, read=read), five(x, omega))

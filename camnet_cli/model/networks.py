@@ -302,14 +302,21 @@ def noise_plane(omega: torch.Tensor) -> torch.Tensor:
     return torch.log10(omega.clamp_min(MIN_OMEGA)) + 4
 
 
+# The read plane's values are held within the range the shipped weights were trained on (-1.3 to
+# +1.0: the two Sony sensors' read noise times 0.5 to 6), with a margin. Beyond it the network
+# extrapolates: told a read noise of 1e-6 at ISO 3200 (an estimate can fit none), v7 lost 0.6 dB
+# after the curve, and a read noise above the level's own square root is no consistent profile.
+READ_PLANE_RANGE = (-1.5, 1.2)
+
+
 def read_plane(omega: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
     """What Restore-Net's second noise plane holds (a config with ``in_channels`` 6): the read
-    noise's share of ``omega``, log10(read² / omega) + 2.5, within ±3. About -0.6 for a Sony
-    a7R III at ISO 400 and +0.2 at ISO 25600; higher where the read noise is heavier for the
-    same omega (small sensors, the shadows of a pushed exposure), which a network told omega alone
-    under-denoises in the shadows."""
+    noise's share of ``omega``, log10(read² / omega) + 2.5, within ``READ_PLANE_RANGE``. About -0.6
+    for a Sony a7R III at ISO 400 and +0.2 at ISO 25600; higher where the read noise is heavier for
+    the same omega (small sensors, the shadows of a pushed exposure), which a network told omega
+    alone under-denoises in the shadows."""
     share = (read.float() ** 2).clamp_min(1e-20) / omega.float().clamp_min(MIN_OMEGA)
-    return (torch.log10(share) + 2.5).clamp(-3.0, 3.0)
+    return (torch.log10(share) + 2.5).clamp(*READ_PLANE_RANGE)
 
 
 def default_read(omega: torch.Tensor) -> torch.Tensor:
