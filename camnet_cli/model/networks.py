@@ -375,7 +375,7 @@ class RestoreNet(nn.Module):
         return torch.cat([planes, *(level.to(packed.dtype).expand(size) for level in levels)], dim=1)
 
     def linear_path(self, x: torch.Tensor) -> torch.Tensor:
-        """The linear path's (B, 12, h, w) planes for a (B, 5, h, w) input from ``prepare``, in float32.
+        """The linear path's (B, 12, h, w) planes for a (B, in_channels, h, w) input from ``prepare``, in float32.
 
         The noise plane is one value per image, so each image's kernel is W0 + level * W1: one
         grouped convolution, edges replicated (a Bayer sample's nearest neighbours of its colour).
