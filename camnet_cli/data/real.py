@@ -285,7 +285,7 @@ class PairDataset(Dataset):
             "xyz": to_tensor_image(gts[0]),
             "srgb": to_tensor_image(gts[1]),
         }
-        if "read" in p.meta:  # caches prepared before 0.3 lack it: the read plane then takes omega's usual split
+        if "read" in p.meta:  # caches prepared before the read plane lack it: the plane then takes omega's usual split
             sample["read"] = torch.tensor(p.meta["read"], dtype=torch.float32)
         return sample
 

@@ -92,7 +92,7 @@ MODEL_SIZES = tuple(_CHANNELS)
 def restore_config(size: str = "paper") -> RestoreNetConfig:
     """The Restore-Net preset ``size`` ("paper" or "lite"). The paper's takes the noise level alone;
     camnet's lite one the read noise's share of it as well (``RestoreNetConfig.in_channels``)."""
-    return RestoreNetConfig(channels=_CHANNELS[size], in_channels=6 if size == "lite" else 5)
+    return RestoreNetConfig(channels=_CHANNELS[size], in_channels=RESTORE_IN_CHANNELS[size == "lite"])
 
 
 def enhance_config(size: str = "paper") -> EnhanceNetConfig:
@@ -124,9 +124,10 @@ MAX_DILATION = 16
 _RANGES = {"notch": (0.0, 8.0), "base": (0.0, 16.0)}
 # Restore-Net's linear path beside the UNet (RestoreNetConfig.skip).
 SKIPS = ("none", "adaptive")
-# What the networks' inputs may have, (least, most): RestoreNet.prepare's 4 planes + the noise
-# level (+ the read noise's share); EnhanceNet.prepare's 3 x 4.
-_IN_CHANNELS = {"restore": (5, 6), "enhance": (12, 12), "onestage": (5, 5)}
+# Restore-Net's input planes: the 4 packed planes + the noise level, or + the read noise's share too.
+RESTORE_IN_CHANNELS = (5, 6)
+# What the networks' inputs may have, (least, most): RestoreNet.prepare's; EnhanceNet.prepare's 3 x 4.
+_IN_CHANNELS = {"restore": RESTORE_IN_CHANNELS, "enhance": (12, 12), "onestage": (5, 5)}
 
 
 def config_from_dict(data: dict) -> Config:

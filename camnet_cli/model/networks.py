@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camnet_cli import color, noise
-from camnet_cli.model.config import SKIPS, EnhanceNetConfig, OneStageNetConfig, RestoreNetConfig
+from camnet_cli.model.config import RESTORE_IN_CHANNELS, SKIPS, EnhanceNetConfig, OneStageNetConfig, RestoreNetConfig
 
 _SLOPE = 0.2  # LeakyReLU slope of the authors' lrelu
 
@@ -341,7 +341,7 @@ class RestoreNet(nn.Module):
     def __init__(self, config: RestoreNetConfig | OneStageNetConfig) -> None:
         super().__init__()
         self.config = config
-        if config.in_channels not in (5, 6):
+        if config.in_channels not in RESTORE_IN_CHANNELS:
             raise ValueError(f"in_channels must be 5 (the noise level) or 6 (and the read noise's share), got {config.in_channels}")
         if config.skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {config.skip!r}")
@@ -367,7 +367,7 @@ class RestoreNet(nn.Module):
             raise ValueError(f"expected packed raw shaped (B, 4, h, w), got {tuple(packed.shape)}")
         omega = torch.as_tensor(omega, dtype=torch.float32, device=packed.device).reshape(-1, 1, 1, 1)
         levels = [noise_plane(omega)]
-        if self.config.in_channels == 6:
+        if self.config.in_channels == RESTORE_IN_CHANNELS[1]:
             read = default_read(omega) if read is None else torch.as_tensor(read, dtype=torch.float32, device=packed.device).reshape(-1, 1, 1, 1)
             levels.append(read_plane(omega, read))
         planes = color.pad_bayer(packed, _BORDER)
