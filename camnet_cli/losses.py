@@ -1,7 +1,7 @@
 """CameraNet's losses (paper §III-E) and the optional perceptual loss.
 
-Restoration: L1 plus L1 of logs in linear XYZ (Eq. 5), and optionally camnet's L1 after the
-tone curve (``curve_loss``); enhancement: L1 in sRGB (Eq. 6);
+Restoration: L1 plus L1 of logs in linear XYZ (Eq. 5), and optionally camnet's term after the
+tone curve (``curve_loss``: L1, or log MSE per image); enhancement: L1 in sRGB (Eq. 6);
 joint fine-tuning: lambda * restoration + (1 - lambda) * enhancement (Eq. 7). camnet adds an
 optional grid term (``grid_loss``) against the sub-pixel output layer's 2-pixel pattern.
 """
@@ -28,16 +28,33 @@ def restore_loss(pred: torch.Tensor, target: torch.Tensor, log_weight: float = 1
     return F.l1_loss(pred, target) + log_weight * F.l1_loss(log_pred, log_target)
 
 
-def curve_loss(pred: torch.Tensor, target: torch.Tensor, gain: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """L1 of two XYZ images after the plain rendering (linear sRGB times ``gain``, clipped, the sRGB
-    curve; ``color.render_plain``): the restoration's error as a viewer sees it once the image has a
-    tone curve, where the shadows weigh up to 12.92 times what they weigh in linear light.
+# The curve term's norms. "psnr" is log MSE per image, scaled by CURVE_RMS so that its gradient at
+# an error of that RMS equals L1's: the mean PSNR that `camnet eval` reports, which weighs each
+# image by the inverse of its error, so a quiet image counts as much as a noisy one (L1 gives the
+# noisy ones most of the weight, and its optimum is the median, not the mean). CURVE_EPS floors the
+# MSE (66 dB) so that an all-clipped patch does not take the whole batch's weight.
+CURVE_NORMS = ("l1", "psnr")
+CURVE_RMS = 0.02
+CURVE_EPS = 2.5e-7
 
-    ``gain``: a number, or one per image ((B,) or (B, 1, 1, 1)).
+
+def curve_loss(pred: torch.Tensor, target: torch.Tensor, gain: torch.Tensor | float = 1.0, norm: str = "l1") -> torch.Tensor:
+    """The error of two XYZ images after the plain rendering (linear sRGB times ``gain``, clipped, the
+    sRGB curve; ``color.render_plain``): the restoration's error as a viewer sees it once the image
+    has a tone curve, where the shadows weigh up to 12.92 times what they weigh in linear light.
+
+    ``gain``: a number, or one per image ((B,) or (B, 1, 1, 1)). ``norm``: "l1", or "psnr" (see
+    CURVE_NORMS): CURVE_RMS / 2 times the mean over images of log(MSE).
     """
+    if norm not in CURVE_NORMS:
+        raise ValueError(f"curve norm {norm!r}: use one of {', '.join(CURVE_NORMS)}")
     gain = torch.as_tensor(gain, dtype=pred.dtype, device=pred.device)
     gain = gain.reshape(-1, 1, 1, 1) if gain.dim() else gain
-    return F.l1_loss(color.render_plain(pred, gain), color.render_plain(target, gain))
+    a, b = color.render_plain(pred, gain), color.render_plain(target, gain)
+    if norm == "l1":
+        return F.l1_loss(a, b)
+    mse = (a - b).square().flatten(1).mean(1)
+    return CURVE_RMS / 2 * torch.log(mse + CURVE_EPS).mean()
 
 
 def enhance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,7 @@ class TrainConfig:
     lam: float | None = None  # Eq. 7's lambda; default per dataset (losses.LAMBDA)
     log_weight: float = 1.0  # weight of Eq. 5's log term (the paper: 1)
     curve_weight: float = 0.0  # losses.curve_loss added to the restoration loss (0: the paper's alone)
+    curve_norm: str = "l1"  # its norm (losses.CURVE_NORMS)
     skip_lr: float | None = None  # Restore-Net's linear path (RestoreNetConfig.skip): its own rate, scheduled alike
     restore_lr: float | None = None  # joint: Restore-Net's own rate, scheduled alike (0: held as it is); default lr
     grid_weight: float = 0.0  # losses.grid_loss on each network's output, added to the paper's loss (0: the paper's alone)
@@ -197,7 +198,7 @@ def _stage_loss(nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], cfg:
         terms["restore"] = losses.restore_loss(xyz, batch["xyz"], cfg.log_weight)
         if cfg.curve_weight > 0:
             gain = batch.get("render_gain", torch.ones(len(xyz), device=xyz.device))
-            terms["restore"] = terms["restore"] + cfg.curve_weight * losses.curve_loss(xyz, batch["xyz"], gain)
+            terms["restore"] = terms["restore"] + cfg.curve_weight * losses.curve_loss(xyz, batch["xyz"], gain, cfg.curve_norm)
         grids.append((xyz, batch["xyz"]))
     if cfg.stage == "restore":
         return terms["restore"], terms, (xyz, batch["xyz"]), grids

@@ -3,7 +3,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from camnet_cli import losses
+from camnet_cli import color, losses, metrics
 from tests.conftest import with_grid, write_vgg19
 
 
@@ -56,3 +56,25 @@ def test_curve_loss_weighs_the_shadows_as_a_viewer_sees_them():
     assert per_image == pytest.approx(losses.curve_loss(dark, truth, 2.0).item())
     assert per_image != pytest.approx(losses.curve_loss(dark, truth).item())
 
+
+
+def test_curve_loss_psnr_norm_is_the_mean_psnr_and_weighs_quiet_images_more():
+    """The "psnr" norm moves with the mean PSNR after the curve (lower loss, higher PSNR), and of two
+    images in a batch the one with the smaller error gets the larger gradient, where L1 gives both
+    the same; an unknown norm is refused."""
+    torch.manual_seed(0)
+    truth = torch.rand(2, 3, 32, 32) * 0.3
+    noise = torch.randn_like(truth) * torch.tensor([0.002, 0.02]).reshape(2, 1, 1, 1)
+    grads = {}
+    for norm in ("l1", "psnr"):
+        pred = (truth + noise).requires_grad_()
+        (grad,) = torch.autograd.grad(losses.curve_loss(pred, truth, 1.0, norm), pred)
+        grads[norm] = grad.abs().flatten(1).mean(1)
+    assert grads["l1"][0] == pytest.approx(grads["l1"][1].item(), rel=0.15)  # not exact: pixels clipped at 0
+    assert grads["psnr"][0] > 4 * grads["psnr"][1]
+    rendered = [color.render_plain(x, 1.0) for x in (truth + noise, truth + noise / 2, truth)]
+    psnrs = [metrics.psnr(rendered[k], rendered[2]).mean().item() for k in (0, 1)]
+    loss = [losses.curve_loss(x, truth, 1.0, "psnr").item() for x in (truth + noise, truth + noise / 2)]
+    assert psnrs[1] > psnrs[0] and loss[1] < loss[0]
+    with pytest.raises(ValueError, match="l2"):
+        losses.curve_loss(truth, truth, 1.0, "l2")

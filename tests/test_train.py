@@ -162,6 +162,7 @@ def test_perceptual_loss_from_a_local_file(photos, start, tmp_path):
         (["train-restore", "--scale", "half"], "--scale"),
         (["train-restore", "--log-weight", "-1"], "--log-weight"),
         (["train-restore", "--curve-weight", "-1"], "--curve-weight"),
+        (["train-restore", "--curve-norm", "l2"], "--curve-norm l2: use one of l1, psnr"),
         (["train-restore", "--precision", "fp16"], "precision 'fp16'"),
         (["train-restore", "--iso-range", "400"], "--iso-range"),
         (["train-restore", "--iso-range", "50,400"], "starts at ISO 100"),
@@ -331,7 +332,7 @@ def test_grid_weight_adds_its_term(photos, start, tmp_path):
 
 def test_curve_weight_and_iso_range_reach_the_restoration_loss(photos, start, tmp_path):
     """--curve-weight adds the after-the-curve term to the restoration loss of the very same first
-    sample; --iso-range and --read-range reach the synthetic noise (pushed noise is worse to
+    sample, in the norm --curve-norm names; --iso-range and --read-range reach the synthetic noise (pushed noise is worse to
     restore) and --iso-range the noise range the exported weights record."""
     def first_loss(run, *extra):
         _cli("train-restore", "--data-root", photos, "-o", tmp_path / run, "--steps", "1", "--validate-every", "1", *extra, *start["restore"], *FAST)
@@ -339,6 +340,8 @@ def test_curve_weight_and_iso_range_reach_the_restoration_loss(photos, start, tm
 
     plain, curved = first_loss("plain"), first_loss("curved", "--curve-weight", "2")
     assert curved - plain > 0.05  # the same sample, plus twice its error after the curve
+    # log MSE: CURVE_RMS / 2 * log(MSE) is negative below 0 dB
+    assert first_loss("psnr", "--curve-weight", "2", "--curve-norm", "psnr") < plain
     pushed = first_loss("pushed", "--iso-range", "51200,102400")
     assert pushed > plain
     assert first_loss("read", "--read-range", "6,6") > plain  # the same sample, more read noise

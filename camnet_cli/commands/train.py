@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from camnet_cli import checkpoint
+from camnet_cli import checkpoint, losses
 from camnet_cli.checkpoint import CheckpointError
 from camnet_cli.commands import EXIT_OK, stderr, usage_error
 from camnet_cli.data import DATASETS, DatasetError
@@ -52,6 +52,13 @@ ReadRange = Annotated[
 CurveWeight = Annotated[
     float,
     typer.Option(help="Weight of a restoration term after the tone curve (L1 of the plain renderings; 0: the paper's loss alone): errors in the shadows as a viewer sees them.", min=0.0, rich_help_panel=RUN),
+]
+CurveNorm = Annotated[
+    str,
+    typer.Option(
+        help="Norm of that term: l1, or psnr (log MSE per image: the mean PSNR eval reports, so quiet images weigh as much as noisy ones).",
+        rich_help_panel=RUN,
+    ),
 ]
 Init = Annotated[
     Path | None,
@@ -105,7 +112,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.
 
 def train_restore(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), model: Model = "paper", steps: Steps = 100_000,
-    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0,
+    patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None, log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, curve_norm: CurveNorm = "l1", skip_lr: SkipLr = None, grid_weight: GridWeight = 0.0,
     ema: Ema = 0.0, seed: Seed = 0, workers: Workers = 2, output: Output = Path("runs/restore"), resume: Resume = None, checkpoint_every: CheckpointEvery = 1000,
     validate_every: ValidateEvery = 1000, val_samples: ValSamples = 16, name: Name = "default", export_dtype: ExportDtype = "fp32",
     enhance_gt: EnhanceGT = None, expert: Expert = "C", exposure: Exposure = None, scale: Scale = None, iso_range: IsoRange = None, read_range: ReadRange = None, init: Init = None,
@@ -149,7 +156,7 @@ def finetune(
     dataset: Dataset = "synthetic", data_root: DataRoot = Path("."), steps: Steps = 20_000,
     patch_size: PatchSize = 512, batch_size: BatchSize = 1, lr: Lr = None,
     lam: Annotated[float | None, typer.Option("--lambda", help="Weight of the restoration loss in Eq. 7 (default per dataset: FiveK 0.1, HDR+ 0.5, SID 0.9).", rich_help_panel=RUN)] = None,
-    log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, skip_lr: SkipLr = None,
+    log_weight: LogWeight = 1.0, curve_weight: CurveWeight = 0.0, curve_norm: CurveNorm = "l1", skip_lr: SkipLr = None,
     restore_lr: Annotated[
         float | None,
         typer.Option(
@@ -184,6 +191,8 @@ def _run(stage: str, options: dict) -> None:
         raise usage_error(f"--dataset {options['dataset']}: use one of {', '.join(DATASETS)}")
     if options["export_dtype"] not in ("fp32", "fp16", "bf16"):
         raise usage_error(f"--export-dtype {options['export_dtype']}: use fp32, fp16 or bf16")
+    if options.get("curve_norm", "l1") not in losses.CURVE_NORMS:
+        raise usage_error(f"--curve-norm {options['curve_norm']}: use one of {', '.join(losses.CURVE_NORMS)}")
     for key, top in (("exposure", None), ("scale", 1.0), ("iso_range", None), ("read_range", None)):
         if options.get(key):
             options = {**options, key: _range(key.replace("_", "-"), options[key], top)}
