@@ -105,6 +105,57 @@ def test_colour_round_trip_through_file(tmp_path, seed):
     np.testing.assert_allclose(xyz, raw.xyz[:, 0, 0].numpy(), atol=2e-4)  # 14-bit quantisation
 
 
+def _reference_bad_pixels(packed, profile, threshold):
+    """The rule of raw._repair_bad_pixels written out plainly over the whole image: the 8
+    same-colour neighbours of every pixel (reflected at the edges), the threshold and noise
+    tests, the cell test and the spacing test."""
+    packed = packed.copy()
+    _, h, w = packed.shape
+    padded = np.pad(packed, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    ring = np.stack([padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)])
+    hi, lo = ring.max(0), ring.min(0)
+
+    def sd(x):
+        return np.sqrt(np.maximum(profile.variance(x), 1 / 65535**2 / 12))
+
+    hot, dead = packed - hi > threshold, lo - packed > threshold
+    level = np.where(hot, hi, lo)
+    mean = ring.mean(0)
+    lift = (packed - mean) / sd(mean)
+    cs, ys, xs = np.nonzero((hot | dead) & (np.abs(packed - level) / sd(level) > 8.0))
+    others = np.array([np.delete(lift[:, y, x] * (1 if hot[c, y, x] else -1), c).max() for c, y, x in zip(cs, ys, xs)]).reshape(-1)
+    cs, ys, xs = cs[others < 3.0], ys[others < 3.0], xs[others < 3.0]
+    near = np.array([np.sum((np.abs(ys - y) <= 4) & (np.abs(xs - x) <= 4) & ~((ys == y) & (xs == x) & (cs != c))) for c, y, x in zip(cs, ys, xs)])
+    cs, ys, xs = cs[near == 1], ys[near == 1], xs[near == 1]
+    packed[cs, ys, xs] = np.median(ring[:, cs, ys, xs], axis=0)
+    return packed, len(cs)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.004])
+def test_bad_pixel_repair_follows_its_rule_everywhere(threshold):
+    """The repair (a fast first pass, then the full tests on its candidates) changes exactly the
+    pixels the plain rule picks, to the same values: on noisy planes with defects planted in the
+    middle, on the edges and in the corners, with a threshold that lets the noise test decide."""
+    from camnet_cli.raw import _repair_bad_pixels
+
+    rng = np.random.default_rng(3)
+    profile = noise.NoiseProfile(shot=6e-4, read=7e-4, source="table")
+    truth = rng.uniform(0.02, 0.4, (4, 1, 1)) * np.ones((4, 70, 90))
+    packed = (truth + rng.normal(size=truth.shape) * np.sqrt(profile.variance(truth))).astype(np.float32)
+    for c, y, x, v in [(0, 0, 0, 1.0), (1, 69, 89, 0.0), (2, 0, 45, 0.9), (3, 35, 0, 0.0), (0, 30, 40, 0.8), (3, 50, 70, 0.0), (1, 12, 12, 0.95)]:
+        packed[c, y, x] = v
+    packed[:, 60, 20] = 1.0  # a glint: every colour of the cell
+    packed[0, 20:23:2, 60] = 1.0  # two outliers two cells apart: texture
+    for y, x, sigmas in [(45, 30, 8.1), (25, 80, 7.9)]:  # just beyond the noise test and just within it
+        hi = packed[2, y - 1 : y + 2, x - 1 : x + 2].max()
+        packed[2, y - 1, x] = hi  # the highest neighbour one of the 4 nearest: the first pass's bound is tight
+        packed[2, y, x] = hi + sigmas * np.sqrt(profile.variance(hi))
+    expected, count = _reference_bad_pixels(packed, profile, threshold)
+    repaired = packed.copy()
+    assert _repair_bad_pixels(repaired, profile, threshold) == count == 8
+    np.testing.assert_array_equal(repaired, expected)
+
+
 def test_values_above_white_are_clipped(tmp_path):
     dn = np.random.default_rng(0).normal(1000, 20, (64, 64)).astype(np.uint16)
     dn[10:20, 10:20] = 16628  # real files overshoot the white level (the shared ARW does)
