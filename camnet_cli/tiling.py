@@ -8,7 +8,8 @@ zero towards the tile borders shared with a neighbour.
 The global transform block needs the mean of the coarsest features over the *whole*
 image. A first pass over the tiles adds up those features over each tile's own region
 (the tiles' regions partition the image); the second pass gives every tile that one
-mean. Cost: the first pass runs the encoder only, about 40% of a full pass.
+mean. The first pass keeps the deeper levels of each tile's contracting path for the second,
+which computes only the finer levels again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from camnet_cli.model import UNet
+from camnet_cli.model.networks import Encoded
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,53 @@ def blend_weights(tile: Tile, image: tuple[int, int], overlap: int) -> torch.Ten
     return ramp(tile.y, h, image[0])[:, None] * ramp(tile.x, w, image[1])[None, :]
 
 
+# How much of the tiles' contracting paths pass 1 keeps for pass 2 (one CPU frame's worth): the
+# deepest levels first, which cost as much to compute as the finer ones and take a quarter of
+# the memory per level. On the 18 MP ARW, lite: levels 3-5 of both networks, 81 MB each.
+KEEP_BYTES = 128 << 20
+
+
+class _Kept:
+    """The tiles' contracting paths, kept from pass 1 for pass 2 in the tiles' order: one block
+    per level for all tiles, not a tensor per tile and level. Freed, a block of that size goes
+    back to the system at once; a tensor per tile left the heap fragmented and the process
+    150 MB larger for the rest of the frame (measured on the 18 MP ARW)."""
+
+    def __init__(self, unet: UNet, crop: torch.Tensor, tiles: int) -> None:
+        c, (h, w) = unet.config.channels, crop.shape[-2:]
+        # Level k's skip: c[k] channels at 1 / 2**k of the tile's side; the coarsest input: the last one's, halved.
+        sizes = [c[k] * (h >> k) * (w >> k) for k in range(len(c) - 1)] + [c[-2] * (h >> len(c) - 1) * (w >> len(c) - 1)]
+        sizes = [n * crop.element_size() * tiles for n in sizes]
+        self.first = len(c) - 1  # the coarsest input alone, at least
+        while self.first > 0 and sum(sizes[self.first - 1 :]) <= KEEP_BYTES:
+            self.first -= 1
+        self.blocks: list[torch.Tensor] = []
+        self.stored = self.taken = 0
+        self.tiles = tiles
+
+    def append(self, encoded: Encoded) -> None:
+        kept = [*encoded.skips[self.first :], encoded.coarse]
+        if not self.blocks:
+            self.blocks = [_block(t, self.tiles) for t in kept]
+        for block, t in zip(self.blocks, kept):
+            block[self.stored].copy_(t[0])
+        self.stored += 1
+
+    def take(self, n: int) -> Encoded:
+        """The next ``n`` tiles' paths, as one batch's."""
+        part = slice(self.taken, self.taken + n)
+        self.taken += n
+        *skips, coarse = (block[part] for block in self.blocks)
+        return Encoded([None] * self.first + skips, coarse)
+
+
+def _block(like: torch.Tensor, n: int) -> torch.Tensor:
+    """An empty (n, ...) tensor for n of ``like``'s first item, in its memory format."""
+    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty((n, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
 def _batches(tiles: list[Tile], batch: int) -> Iterator[list[Tile]]:
     for i in range(0, len(tiles), batch):
         yield tiles[i : i + batch]
@@ -119,25 +168,34 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
     def crop(t: Tile) -> torch.Tensor:
         return unet.padded_crop(x, (t.y, t.x), t.size)
 
-    # Pass 1: the global feature mean over the image (valid pixels only, as untiled).
-    total, count = None, 0
-    for group in _batches(tiles, batch):
+    # Pass 1: the global feature mean over the image (valid pixels only, as untiled). The deeper
+    # levels of each tile's contracting path are kept for pass 2 (KEEP_BYTES), which computes only
+    # the others again.
+    total, count, kept = None, 0, None
+    for group in _batches(tiles, batch) if unet.global_fc is not None else ():
         crops = torch.cat([crop(t) for t in group])
         for i, t in enumerate(group):
+            if kept is None:
+                kept = _Kept(unet, crops[:1], len(tiles))
+            encoded = unet.encode(crops[i : i + 1], kept.first)
+            kept.append(encoded)
             top, bottom, left, right = t.own
             region = (top, min(bottom, h - t.y), left, min(right, w - t.x))
             if region[1] <= region[0] or region[3] <= region[2]:
                 continue  # owns only padding
-            sums, n = unet.pooled(crops[i : i + 1], region)
+            sums, n = unet.pooled_sums(encoded, region)
             total = sums.float() if total is None else total + sums.float()
             count += n
-    pooled = None if total is None or unet.global_fc is None else (total / count).to(x.dtype)
+        del crops, encoded
+    pooled = None if total is None else (total / count).to(x.dtype)
 
     # Pass 2: every tile with the same global vector, blended.
     out = weight = None
     for group in _batches(tiles, batch):
         crops = torch.cat([crop(t) for t in group])
-        result = unet(crops, None if pooled is None else pooled.expand(len(group), -1)).float()
+        encoded = None if kept is None else kept.take(len(group))
+        result = unet(crops, None if pooled is None else pooled.expand(len(group), -1), encoded).float()
+        del encoded
         if out is None:
             out = torch.zeros(1, result.shape[1], ph, pw, device=x.device)
             weight = torch.zeros(1, 1, ph, pw, device=x.device)
@@ -145,4 +203,5 @@ def run_tiled(unet: UNet, x: torch.Tensor, tile: int, overlap: int = 64, batch: 
             wt = blend_weights(t, (ph, pw), overlap).to(x.device)
             out[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]].addcmul_(result[i], wt)
             weight[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]] += wt
+    del kept
     return out.div_(weight)[..., :h, :w]

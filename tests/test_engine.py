@@ -34,10 +34,10 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     unet = eng.restore_net.unet
     real_forward = type(unet).forward
 
-    def small_only(self, x, pooled=None):
+    def small_only(self, x, pooled=None, encoded=None):
         if x.shape[-1] * x.shape[-2] > 64 * 64:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_forward(self, x, pooled)
+        return real_forward(self, x, pooled, encoded)
 
     monkeypatch.setattr(type(unet), "forward", small_only)
     packed = np.random.default_rng(0).random((4, 200, 260)).astype(np.float32)
@@ -45,7 +45,7 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     assert out.shape == (3, 400, 520)
     assert eng.last["restore"].retries >= 2 and 0 < eng.last["restore"].tile <= 64
 
-    monkeypatch.setattr(type(unet), "forward", lambda self, x, pooled=None: (_ for _ in ()).throw(torch.OutOfMemoryError("simulated")))
+    monkeypatch.setattr(type(unet), "forward", lambda self, x, pooled=None, encoded=None: (_ for _ in ()).throw(torch.OutOfMemoryError("simulated")))
     with pytest.raises(EngineError, match="out of memory"):
         eng.restore(packed, 1e-3)
 

@@ -82,3 +82,32 @@ def test_a_padded_crop_is_the_crop_of_the_padded_input(tiny_nets, h, w):
     for t in plan_tiles(ph, pw, tile, unet.multiple, unet.multiple):
         crop = unet.padded_crop(x, (t.y, t.x), t.size)
         assert torch.equal(crop, padded[..., t.y : t.y + t.size[0], t.x : t.x + t.size[1]]), (t.y, t.x)
+
+
+def test_tiles_keep_their_contracting_path_between_the_passes(tiny_nets, packed, monkeypatch):
+    """Pass 1 keeps the deeper levels of each tile's contracting path, as many as KEEP_BYTES
+    holds, and pass 2 computes only the others again; what is kept changes no pixel. A network
+    given its input's kept path computes the very same output."""
+    from camnet_cli import tiling
+
+    restore, _ = tiny_nets
+    x = restore.prepare(torch.from_numpy(packed)[None], 1e-3)
+    unet = restore.unet
+    tiles = len(plan_tiles(*unet.padded_size(*x.shape[-2:]), 128, 32, unet.multiple))
+    level = [128 * 128 * c * 4 * tiles >> 2 * k for k, c in enumerate(unet.config.channels[:-1])]  # fp32 bytes
+    results = []
+    for budget, runs in [(10 * sum(level), (1, 1)), (sum(level[1:]) * 1.1, (2, 1)), (0, (2, 2))]:
+        monkeypatch.setattr(tiling, "KEEP_BYTES", budget)
+        calls = [0, 0]
+        hooks = [unet.encoders[k].register_forward_hook(lambda *_, k=k, calls=calls: calls.__setitem__(k, calls[k] + 1)) for k in (0, 1)]
+        with torch.no_grad():
+            results.append(run_tiled(unet, x, 128, 32))
+        for hook in hooks:
+            hook.remove()
+        assert tiles > 4 and calls == [tiles * n for n in runs], budget
+    assert all(torch.equal(r, results[0]) for r in results[1:])
+    with torch.no_grad():
+        crop = x[..., :128, :160]
+        pooled = torch.rand(1, unet.global_fc[0].in_features)
+        for first in (0, 2):
+            assert torch.equal(unet(crop, pooled, unet.encode(crop, first)), unet(crop, pooled))

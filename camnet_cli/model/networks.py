@@ -16,6 +16,7 @@ Shapes: packed planes are (B, C, H/2, W/2) for an image of H x W pixels.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +149,14 @@ class Level(nn.Module):
         return self.block.forward_padded(first, _centre(first, self.block.conv1.padding[0]))
 
 
+class Encoded(NamedTuple):
+    """A UNet's contracting path for one input (``UNet.encode``): the skips, finest first, those
+    not kept None, and the coarsest level's input."""
+
+    skips: list[torch.Tensor | None]
+    coarse: torch.Tensor
+
+
 class UNet(nn.Module):
     """The UNet both CameraNet stages share; ``out_channels`` planes at the input's resolution.
 
@@ -229,6 +238,13 @@ class UNet(nn.Module):
             x = self.down(x)
         return skips, x
 
+    def encode(self, x: torch.Tensor, first: int = 1) -> Encoded:
+        """The contracting path's outputs for an input, for ``forward(x, encoded=...)`` and
+        ``pooled_sums``: the skips of level ``first`` and deeper (the finer ones, the largest to
+        keep and the cheapest to compute again, are None), and the coarsest level's input."""
+        skips, coarse = self._encode(self._pad(x))
+        return Encoded([None] * first + skips[first:], coarse)
+
     def pooled(self, x: torch.Tensor, region: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, int]:
         """Sum of the coarsest level's input features over a region, and how many positions.
 
@@ -243,22 +259,33 @@ class UNet(nn.Module):
             ``(sums, count)``: (B, C5) feature sums and the number of coarse positions summed.
         """
         h, w = x.shape[-2:]
-        top, bottom, left, right = region or (0, h, 0, w)
-        _, coarse = self._encode(self._pad(x))
-        middle = F.leaky_relu(self.middle.conv(coarse), _SLOPE, inplace=True)
+        return self.pooled_sums(self.encode(x), region or (0, h, 0, w))
+
+    def pooled_sums(self, encoded: Encoded, region: tuple[int, int, int, int]) -> tuple[torch.Tensor, int]:
+        """``pooled`` from the input's ``encode``: the region is required."""
+        top, bottom, left, right = region
+        middle = F.leaky_relu(self.middle.conv(encoded.coarse), _SLOPE, inplace=True)
         m = self.multiple
         part = middle[..., top // m : math.ceil(bottom / m), left // m : math.ceil(right / m)]
         return part.sum(dim=(-2, -1)), part.shape[-2] * part.shape[-1]
 
-    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None, encoded: Encoded | None = None) -> torch.Tensor:
         """(B, C_in, H, W) -> (B, out_channels, H, W).
 
         Args:
             pooled: (B, C5) mean of the coarsest input features over the whole image, when
                 ``x`` is only a tile of it; by default the mean over ``x`` itself.
+            encoded: ``encode(x)``, kept from an earlier pass over ``x``: only the levels it
+                leaves out are computed again.
         """
         h, w = x.shape[-2:]
-        skips, coarse = self._encode(self._pad(x))
+        if encoded is None:
+            skips, coarse = self._encode(self._pad(x))
+        else:
+            skips, coarse, y = list(encoded.skips), encoded.coarse, self._pad(x)
+            for k in range(next(k for k, skip in enumerate(skips + [coarse]) if skip is not None)):
+                skips[k] = y = self.encoders[k](y)  # the levels not kept, computed again
+                y = self.down(y)
         if _fused():
             padded = self.middle.activated(F.pad(coarse, (self.middle.conv.padding[0],) * 4, mode="reflect"))
             middle_in = _centre(padded, self.middle.block.conv1.padding[0])
