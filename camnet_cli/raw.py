@@ -54,6 +54,7 @@ _BAD_PIXEL_SIGMAS = 8.0
 _BAD_PIXEL_SPACING = 4  # packed pixels; a defect has no other outlier this close
 _BAD_PIXEL_MARGIN = 0.999 * _BAD_PIXEL_SIGMAS  # the first pass's: a little looser, against rounding
 _BAD_PIXEL_ROWS = 32  # rows of a plane that first pass takes at a time
+_NOISE_VAR_FLOOR = 1 / 65535**2 / 12  # a 16-bit step's quantisation variance: an estimate may say 0 read noise
 
 # TIFF and DNG tags read with tifffile (TIFF 6.0, DNG 1.6 spec).
 _TAG_NEW_SUBFILE_TYPE, _TAG_COMPRESSION, _TAG_PHOTOMETRIC = 254, 259, 262
@@ -761,7 +762,7 @@ def _repair_bad_pixels(packed: np.ndarray, profile: NoiseProfile, threshold: flo
 
 def _noise_sd(profile: NoiseProfile, x: np.ndarray) -> np.ndarray:
     """The noise's standard deviation at ``x``, no less than a 16-bit step's (an estimate may say 0 read noise)."""
-    return np.sqrt(np.maximum(profile.variance(x), 1 / 65535**2 / 12))
+    return np.sqrt(np.maximum(profile.variance(x), _NOISE_VAR_FLOOR))
 
 
 def _reflect(i: np.ndarray, n: int) -> np.ndarray:
@@ -781,7 +782,7 @@ def _bad_pixel_candidates(packed: np.ndarray, profile: NoiseProfile, threshold: 
     Taken _BAD_PIXEL_ROWS rows of a plane at a time, so that the arithmetic stays in the cache.
     """
     _, h, w = packed.shape
-    floor = 1 / 65535**2 / 12  # _noise_sd's
+    floor = _NOISE_VAR_FLOOR
     k2 = np.float32(_BAD_PIXEL_MARGIN**2)
     found = []
     for c in range(4):

@@ -92,7 +92,7 @@ def blend_weights(tile: Tile, image: tuple[int, int], overlap: int) -> torch.Ten
 
 # How much of the tiles' contracting paths pass 1 keeps for pass 2 (one CPU frame's worth): the
 # deepest levels first, which cost as much to compute as the finer ones and take a quarter of
-# the memory per level. On the 18 MP ARW, lite: levels 3-5 of both networks, 81 MB each.
+# the memory per level. On the 18 MP ARW, lite: levels 3-5 of both networks, 76 MB each.
 KEEP_BYTES = 128 << 20
 
 
