@@ -226,7 +226,7 @@ class Engine:
         # nets; only running out of memory (see _run) goes below.
         return max(side, _MIN_AUTO_TILE, unet.min_size)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the fixed steps after it work on its output in place
     def _run(self, name: str, net: RestoreNet | EnhanceNet, x: torch.Tensor) -> torch.Tensor:
         """UNet pass of a prepared (1, C, h, w) input, tiled as needed, retried smaller on OOM."""
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
@@ -253,6 +253,7 @@ class Engine:
                 log.info("out of memory with tile %s on %s; retrying with %s", tile or "none", self.device, smaller)
                 tile, retries = smaller, retries + 1
 
+    @torch.no_grad()
     def restore(self, packed: np.ndarray | torch.Tensor, omega: float, read: float | None = None) -> torch.Tensor:
         """Packed raw (4, h, w) + noise level (and the read noise's standard deviation, for a
         network that takes it; None: ``networks.default_read``) -> linear camera RGB (3, 2h, 2w),
@@ -268,12 +269,16 @@ class Engine:
         x = self.restore_net.prepare(planes, omega, read)
         return self.restore_net.finish(self._run("restore", self.restore_net, x), x)
 
+    @torch.no_grad()
     def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
         """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the engine's device."""
         if self.enhance_net is None:
             raise EngineError("no Enhance-Net loaded")
         xyz = xyz[None].to(self.device, torch.float32)
-        # The prepared input (the curve in float32) is held by nothing here: _run's copy in the
-        # engine's precision replaces it, an image's worth of memory freed before the UNet runs.
-        y = self._run("enhance", self.enhance_net, self.enhance_net.prepare(xyz))
+        # The prepared input goes straight into the buffer _run takes as it is, in the engine's
+        # precision and layout, band by band: no float32 curve and unshuffled copy of the image.
+        h, w = xyz.shape[-2] // 2, xyz.shape[-1] // 2
+        x = torch.empty((1, 12, h, w), dtype=self.dtype, device=self.device, memory_format=torch.channels_last)
+        y = self._run("enhance", self.enhance_net, self.enhance_net.prepare(xyz, out=x))
+        del x
         return self.enhance_net.finish(y, xyz)[0]

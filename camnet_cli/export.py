@@ -168,9 +168,20 @@ def _exif_date(iso: str) -> str:
 
 
 def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] -> uint8 or uint16, rounded."""
+    """(H, W, 3) float in [0, 1] -> uint8 or uint16, rounded half to even (as ``np.rint``).
+
+    In torch, in bands of rows, in place: NumPy's clip, scale, round and cast took 0.6 s on an
+    18 MP frame, each pass a new float image on one core.
+    """
     top = 255 if bits == 8 else 65535
-    return np.ascontiguousarray(np.rint(np.clip(rgb, 0.0, 1.0) * top), dtype=np.uint8 if bits == 8 else np.uint16)
+    x = torch.as_tensor(rgb)
+    out = torch.empty(x.shape, dtype=torch.uint8 if bits == 8 else torch.uint16)
+    for rows in range(0, x.shape[0], _BAND):
+        out[rows : rows + _BAND] = x[rows : rows + _BAND].clamp(0.0, 1.0).mul_(top).round_()
+    return out.numpy()
+
+
+_BAND = 256  # rows of an image to_integers converts at once
 
 
 def image_writer(

@@ -69,6 +69,7 @@ def chroma_width(chroma: float | None, omega: float) -> float:
     return color.chroma_sigma(omega) if chroma is None else min(chroma, color.MAX_CHROMA)
 
 
+@torch.no_grad()  # the networks' finishing steps then work in place
 def develop(
     engine: Engine,
     packed: np.ndarray | torch.Tensor,

@@ -8,6 +8,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
+from camnet_cli import export
 from camnet_cli.export import icc_profile, to_integers, write_image
 from camnet_cli.raw import Metadata
 
@@ -143,3 +144,20 @@ def test_other_colour_spaces_mean_the_same_colours_to_littlecms(tmp_path, space)
     assert np.abs(stored - srgb).mean() > 0.01  # the values did change
     assert np.abs(np.asarray(back, dtype=np.float64) / 255 - srgb).mean() < 1.5 / 255
     assert np.abs(read_png(tmp_path / "x16.png")[0] / 65535 - stored).max() <= 0.5 / 255 + 1e-6  # 16 bits: the same colours, finer
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_integers_round_half_to_even_and_clip(bits):
+    """to_integers (in torch, in bands of rows) gives what NumPy's plain rule gives: clipped to [0, 1],
+    scaled, rounded half to even; for float32 and float64, C-ordered or not, over several bands."""
+    top = 255 if bits == 8 else 65535
+    rng = np.random.default_rng(1)
+    rows = export._BAND * 2 + 7
+    image = rng.uniform(-0.2, 1.2, (rows, 9, 3)).astype(np.float32)
+    image[0, :4, 0] = np.array([0.5, 1.5, 2.5, top - 0.5], np.float32) / top  # half-way values
+    for x in (image, image.astype(np.float64), image.transpose(1, 0, 2)):
+        expected = np.rint(np.clip(x, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+        got = to_integers(x, bits)
+        assert got.dtype == expected.dtype and got.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(got, expected)
+    assert to_integers(image, bits)[0, :4, 0].tolist() == [0, 2, 2, top - 1]

@@ -339,6 +339,37 @@ def test_enhance_finish_in_bands_is_the_whole_image_finish():
     assert y.grad is not None
 
 
+def test_enhance_prepare_into_a_buffer_is_the_whole_image_prepare():
+    """Inference prepares Enhance-Net's input in bands straight into the engine's buffer (its
+    precision, channels last): the whole-image prepare's values, cast (to float rounding: the
+    curve's vectorised power rounds the odd elements at a row's end by another path)."""
+    torch.manual_seed(0)
+    net = EnhanceNet(EnhanceNetConfig(channels=(8, 8), dilations=(1, 1)))
+    xyz = torch.rand(1, 3, networks.FINISH_BAND * 2 + 10, 36) * 1.2 - 0.1
+    whole = net.prepare(xyz)
+    for dtype in (torch.float32, torch.bfloat16):
+        out = torch.empty(whole.shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        assert net.prepare(xyz, out=out) is out
+        torch.testing.assert_close(out.float(), whole.to(dtype).float(), rtol=2**-7 if dtype == torch.bfloat16 else 1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="out must be shaped"):
+        net.prepare(xyz, out=torch.empty(1, 12, 4, 4))
+
+
+def test_restore_finish_without_a_graph_is_the_training_finish():
+    """Without a graph Restore-Net's finish adds the linear path into the UNet's output in place:
+    the same pixels as the training path, which keeps its input."""
+    torch.manual_seed(0)
+    net = RestoreNet(RestoreNetConfig(channels=(8, 8), dilations=(1, 1), in_channels=6))
+    net.skip.weight.data.normal_(0, 0.1)
+    x = net.prepare(torch.rand(1, 4, 20, 24), 1e-3)
+    y = torch.randn(1, 12, 22, 26, requires_grad=True)
+    graph = net.finish(y, x)
+    assert graph.requires_grad and not torch.equal(graph.detach(), torch.nn.functional.pixel_shuffle(y.detach(), 2)[..., 2:-2, 2:-2])
+    with torch.no_grad():
+        inplace = net.finish(y.detach().clone(), x)
+    assert torch.equal(inplace, graph.detach())
+
+
 @pytest.mark.parametrize("dtype, layout", [(torch.bfloat16, torch.channels_last), (torch.bfloat16, torch.contiguous_format), (torch.float32, torch.channels_last)])
 def test_inference_writes_the_padding_as_training_does(dtype, layout):
     """Without a graph each activation (and the decoder's concatenation) writes straight into its

@@ -418,10 +418,14 @@ class RestoreNet(nn.Module):
         """The UNet's (B, 12, h + 2, w + 2) output for input ``x`` (from ``prepare``) -> (B, 3, 2h, 2w).
 
         The linear path is added here, over the whole image, also when the UNet ran in tiles;
-        then the border ``prepare`` added is cropped.
+        then the border ``prepare`` added is cropped. Without a graph to keep, a float32 ``y`` is
+        overwritten.
         """
         if self.skip is not None:
-            y = y.float() + self.linear_path(x)
+            if torch.is_grad_enabled() and (y.requires_grad or x.requires_grad):
+                y = y.float() + self.linear_path(x)
+            else:  # into the UNet's output, which nothing else holds: an image's worth less memory
+                y = y.float().add_(self.linear_path(x))
         b = 2 * _BORDER
         return F.pixel_shuffle(y, 2)[..., b:-b, b:-b]
 
@@ -450,12 +454,24 @@ class EnhanceNet(nn.Module):
             nn.init.zeros_(self.unet.out.weight)
             nn.init.zeros_(self.unet.out.bias)
 
-    def prepare(self, xyz: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) XYZ, H and W even -> (B, 12, H/2, W/2): clip, fixed curve, unshuffle."""
+    def prepare(self, xyz: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) XYZ, H and W even -> (B, 12, H/2, W/2): clip, fixed curve, unshuffle.
+
+        ``out``: a (B, 12, H/2, W/2) tensor of any dtype and layout to fill and return instead,
+        a band of rows at a time (no graph is kept): the same values, cast as ``out.to`` would,
+        without the whole image in float32 beside it.
+        """
         if xyz.dim() != 4 or xyz.shape[1] != 3 or xyz.shape[-2] % 2 or xyz.shape[-1] % 2:
             raise ValueError(f"expected XYZ shaped (B, 3, H, W) with even H, W, got {tuple(xyz.shape)}")
-        curved = color.linear_to_srgb(xyz)
-        return F.pixel_unshuffle(curved, 2)
+        if out is None:
+            return F.pixel_unshuffle(color.linear_to_srgb(xyz), 2)
+        if out.shape != (xyz.shape[0], 12, xyz.shape[-2] // 2, xyz.shape[-1] // 2):
+            raise ValueError(f"out must be shaped {(xyz.shape[0], 12, xyz.shape[-2] // 2, xyz.shape[-1] // 2)}, got {tuple(out.shape)}")
+        with torch.no_grad():
+            for top in range(0, out.shape[-2], FINISH_BAND // 2):
+                rows = slice(top, top + FINISH_BAND // 2)
+                out[:, :, rows].copy_(F.pixel_unshuffle(color.linear_to_srgb(xyz[:, :, 2 * top : 2 * top + FINISH_BAND]), 2))
+        return out
 
     def finish(self, y: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
         """(B, 12, h, w) UNet output and the (B, 3, 2h, 2w) XYZ it was given -> sRGB: sub-pixel layout,
@@ -470,7 +486,8 @@ class EnhanceNet(nn.Module):
         needs_graph = torch.is_grad_enabled() and (y.requires_grad or xyz.requires_grad)
         if needs_graph or height <= FINISH_BAND + 2 * halo:
             return self._finish(y, xyz)
-        out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device)
+        # Channels last: the (H, W, 3) pixels an image file takes, with no copy to reorder them.
+        out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device, memory_format=torch.channels_last)
         for top in range(0, height, FINISH_BAND):
             bottom = min(top + FINISH_BAND, height)
             a, b = max(0, top - halo), min(height, bottom + halo)
