@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from camnet_cli.color import MAX_CHROMA
-from camnet_cli.engine import Engine, EngineError, pick_device, pick_precision, use_cpus
+from camnet_cli.engine import Engine, EngineError, keep_freed_memory, pick_device, pick_precision, use_cpus
 from camnet_cli.noise import MAX_OMEGA, NoiseProfile, split_omega
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -66,8 +66,10 @@ def usage_error(message: str) -> typer.Exit:
 
 def make_engine(*nets, device: str, precision: str, **options) -> Engine:
     """An ``Engine`` for a command's options, or a usage error that names the option at fault.
-    torch's CPU threads are sized to the CPUs this process may use (``engine.use_cpus``)."""
+    torch's CPU threads are sized to the CPUs this process may use (``engine.use_cpus``), and
+    malloc keeps the memory a frame's tiles and bands free for the next (``engine.keep_freed_memory``)."""
     use_cpus()
+    keep_freed_memory()
     try:
         chosen = pick_device(device)
     except EngineError as e:
