@@ -277,4 +277,4 @@ def test_freed_memory_is_kept_for_the_next_blocks():
 
     pages = (24 << 20) // 4096
     assert faults(True)[0] == "True" and faults(True)[1] < pages
-    assert faults(False)[1] > 8 * pages  # glibc's default: fresh pages for each of the 8 tiles
+    assert faults(False)[1] > 4 * pages  # glibc's default: fresh pages again and again (measured 49,000-147,000)
