@@ -486,8 +486,7 @@ class EnhanceNet(nn.Module):
         needs_graph = torch.is_grad_enabled() and (y.requires_grad or xyz.requires_grad)
         if needs_graph or height <= FINISH_BAND + 2 * halo:
             return self._finish(y, xyz)
-        # Channels last: the (H, W, 3) pixels an image file takes, with no copy to reorder them.
-        out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device, memory_format=torch.channels_last)
+        out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device)
         for top in range(0, height, FINISH_BAND):
             bottom = min(top + FINISH_BAND, height)
             a, b = max(0, top - halo), min(height, bottom + halo)
