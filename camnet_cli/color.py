@@ -241,13 +241,34 @@ def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = (g / g.sum()).tolist()
     # Modulating by a +-1 pattern, filtering and modulating back is filtering with the taps at odd
     # offsets negated: with g = E + O (the taps at even and odd offsets), the three notches take
-    # (E - O)(E + O) + (E + O)(E - O) + (E - O)(E - O) = 4 E.E - g.g of the image (W times H), so
-    # two separable filters instead of three, one of them with every other tap zero. The same to
-    # float rounding; reflecting at the borders keeps period 2, so it commutes with the patterns.
-    even = [tap if (i - radius) % 2 == 0 else 0.0 for i, tap in enumerate(taps)]
-    out = convolve_separable(image, taps)
-    out.add_(image).sub_(convolve_separable(image, even), alpha=4.0)
-    return out
+    # (E - O)(E + O) + (E + O)(E - O) + (E - O)(E - O) = 4 E.E - g.g of the image (W times H). So the
+    # output is image + g.g - 4 E.E = image + E(v - 3u) + O(u + v), u and v being the image filtered
+    # along W by E and by O: one pass over the taps along W and one along H, a third fewer passes
+    # over the image than two separable filters, the same to float rounding. Reflecting at the
+    # borders keeps period 2, so it commutes with the patterns.
+    u, v = _by_parity(image, -1, taps)
+    both = u + v
+    out = _by_parity(v.sub_(u, alpha=3.0), -2, taps, only=0)[0]
+    return out.add_(_by_parity(both, -2, taps, only=1)[1]).add_(image)
+
+
+def _by_parity(x: torch.Tensor, dim: int, taps: list[float], only: int | None = None) -> list[torch.Tensor]:
+    """``x`` filtered along ``dim`` (-1 or -2, reflecting at the borders) by a kernel's taps at even
+    offsets from its centre and by those at odd offsets, apart: [even, odd]; ``only`` 0 or 1: that
+    one alone (the other is left empty). The kernel has odd length, shorter than twice the side."""
+    r, n = len(taps) // 2, x.shape[dim]
+    padded = F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="reflect")
+    parts = [torch.zeros(0), torch.zeros(0)]
+    started = [False, False]
+    for i, tap in enumerate(taps):
+        k = (i - r) % 2
+        if only is not None and k != only:
+            continue
+        view = padded.narrow(dim, i, n)
+        parts[k] = parts[k].add_(view, alpha=tap) if started[k] else view * tap
+        started[k] = True
+    return parts
+
 
 def mosaic(rgb: torch.Tensor) -> torch.Tensor:
     """Sample an RGB image through an RGGB colour filter array.
