@@ -252,21 +252,18 @@ def remove_grid(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return out.add_(_by_parity(both, -2, taps, only=1)[1]).add_(image)
 
 
-def _by_parity(x: torch.Tensor, dim: int, taps: list[float], only: int | None = None) -> list[torch.Tensor]:
+def _by_parity(x: torch.Tensor, dim: int, taps: list[float], only: int | None = None) -> list:
     """``x`` filtered along ``dim`` (-1 or -2, reflecting at the borders) by a kernel's taps at even
     offsets from its centre and by those at odd offsets, apart: [even, odd]; ``only`` 0 or 1: that
-    one alone (the other is left empty). The kernel has odd length, shorter than twice the side."""
+    one alone (the other None). The kernel has odd length, shorter than twice the side."""
     r, n = len(taps) // 2, x.shape[dim]
     padded = F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="reflect")
-    parts = [torch.zeros(0), torch.zeros(0)]
-    started = [False, False]
+    parts: list = [None, None]
     for i, tap in enumerate(taps):
         k = (i - r) % 2
-        if only is not None and k != only:
-            continue
-        view = padded.narrow(dim, i, n)
-        parts[k] = parts[k].add_(view, alpha=tap) if started[k] else view * tap
-        started[k] = True
+        if only is None or k == only:
+            view = padded.narrow(dim, i, n)
+            parts[k] = view * tap if parts[k] is None else parts[k].add_(view, alpha=tap)
     return parts
 
 
