@@ -267,14 +267,11 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_kept_for_the_next_blocks():
     """After keep_freed_memory, the blocks a tile frees (three of 24 MB) serve the next tile's
-    without the system zeroing and faulting in their pages again; glibc's defaults hand them back
-    (counted in page faults, not timed; in a fresh process, as a develop runs)."""
+    without the system zeroing and faulting in their pages again, where glibc's defaults may hand
+    them back after each (counted in page faults, not timed; in a fresh process, as a develop runs)."""
 
-    def faults(keep: bool) -> tuple[str, int]:
-        done = subprocess.run([sys.executable, "-c", _FAULTS, str(int(keep))], capture_output=True, text=True, check=True)
-        kept, count = done.stdout.split()
-        return kept, int(count)
-
-    pages = (24 << 20) // 4096
-    assert faults(True)[0] == "True" and faults(True)[1] < pages
-    assert faults(False)[1] > 4 * pages  # glibc's default: fresh pages again and again (measured 49,000-147,000)
+    done = subprocess.run([sys.executable, "-c", _FAULTS, "1"], capture_output=True, text=True, check=True)
+    kept, count = done.stdout.split()
+    # At most one block faulted in once (glibc places the first ones as it likes); handed back after
+    # every tile it would be 8 x 18,432. With glibc's defaults this process measured 6,144 to 147,200.
+    assert kept == "True" and int(count) <= (24 << 20) // 4096
