@@ -38,9 +38,14 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _ACTIVATION_FACTOR = 16
 _MEMORY_SHARE = 0.5  # of the free memory a pass may plan to use
 _MIN_AUTO_TILE = 256
-# Measured with camnet bench on 2 CPU cores, paper model at 4032x3024 in bf16: whole frame
-# 9.4 s and 2.9 GB, tiles of 1024 7.6 s, of 512 6.2 s and 1.6 GB (see BENCHMARKS.md).
-_CPU_TILE = 512
+# The tile side (packed pixels) a CPU runs fastest, by the width of the net's first level, measured
+# on 2 cores in bf16: the paper nets (32 channels) at 4032x3024 took 9.4 s whole and 2.9 GB, 7.6 s in
+# tiles of 1024, 6.2 s in tiles of 512 (1.6 GB), 3-5% more in tiles of 448; the lite nets (16) on the
+# 18 MP ARW 0.95x the whole develop's time in tiles of 640 against 512 (peak RSS 1.43 against 1.39 GB;
+# tiles of 768: 0.92x at 1.48 GB). Larger tiles repeat less of their neighbours' overlap; smaller
+# ones keep the activations in the caches.
+_CPU_TILE = {16: 640}
+_CPU_TILE_DEFAULT = 512
 
 
 class EngineError(Exception):
@@ -235,13 +240,13 @@ class Engine:
         """The tile side (packed pixels) for an image of that size; 0 runs it whole.
 
         On a GPU: whole if the pass fits in free memory, else the largest tile that fits. On a
-        CPU: tiles of ``_CPU_TILE``, which measured fastest (caches) and keep memory low.
+        CPU: tiles of ``_CPU_TILE``'s side for the net's width, which measured fastest and keep memory low.
         """
         per_pixel = _ACTIVATION_FACTOR * unet.config.channels[0] * torch.finfo(self.dtype).bits // 8
         budget = _MEMORY_SHARE * free_memory(self.device)
         side = int(math.sqrt(budget / per_pixel / self.batch)) // unet.multiple * unet.multiple
         if self.device.type == "cpu":
-            side = min(side, _CPU_TILE)
+            side = min(side, _CPU_TILE.get(unet.config.channels[0], _CPU_TILE_DEFAULT))
         if max(height, width) <= side + unet.multiple and height * width * per_pixel <= budget:
             return 0
         # Smaller tiles see less context: 256 keeps tiled within ~50 dB of untiled on the paper
