@@ -167,6 +167,9 @@ def _exif_date(iso: str) -> str:
 # --- writers ---------------------------------------------------------------------------------
 
 
+_BAND = 256  # rows of an image to_integers converts at once
+
+
 def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
     """(H, W, 3) float in [0, 1] -> uint8 or uint16, rounded half to even (as ``np.rint``).
 
@@ -180,8 +183,6 @@ def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
         out[rows : rows + _BAND] = x[rows : rows + _BAND].clamp(0.0, 1.0).mul_(top).round_()
     return out.numpy()
 
-
-_BAND = 256  # rows of an image to_integers converts at once
 
 
 def image_writer(

@@ -244,9 +244,9 @@ def test_threads_follow_the_cpus_the_process_may_use():
 
 
 _FAULTS = """
-import resource, sys, torch
+import resource, torch
 from camnet_cli.engine import keep_freed_memory
-kept = sys.argv[1] == "1" and keep_freed_memory()
+kept = keep_freed_memory()
 block = 24 << 20
 
 
@@ -271,7 +271,7 @@ def test_freed_memory_is_kept_for_the_next_blocks():
     without the system zeroing and faulting in their pages again, where glibc's defaults may hand
     them back after each (counted in page faults, not timed; in a fresh process, as a develop runs)."""
 
-    done = subprocess.run([sys.executable, "-c", _FAULTS, "1"], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True)
     kept, count = done.stdout.split()
     # At most one block faulted in once (glibc places the first ones as it likes); handed back after
     # every tile it would be 8 x 18,432. With glibc's defaults this process measured 6,144 to 147,200.

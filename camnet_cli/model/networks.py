@@ -43,6 +43,11 @@ def _fused() -> bool:
     return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
+def _keeps_graph(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records what is done to ``tensors`` (training): then nothing is done in place."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def _padded_buffer(like: torch.Tensor, channels: int, pad: int) -> torch.Tensor:
     n, _, h, w = like.shape
     layout = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous() else torch.contiguous_format
@@ -314,7 +319,7 @@ class UNet(nn.Module):
         if _fused() and y.dim() == 4 and y.shape[0] == 1 and y.is_contiguous(memory_format=torch.channels_last) and self.out.weight.dtype == torch.float32:
             # The 1x1 conv as one matrix product whose result is channels first, the layout the
             # tiles are blended into: the conv's channels-last result took 4 times as long to add in.
-            n, c, ph, pw = y.shape
+            _, c, ph, pw = y.shape
             pixels = y.permute(0, 2, 3, 1).reshape(ph * pw, c).float()  # (H*W, C), no copy but the cast
             flat = torch.addmm(self.out.bias[:, None], self.out.weight.view(-1, c), pixels.t())  # (out, H*W)
             return flat.view(1, -1, ph, pw)[..., :h, :w]
@@ -429,7 +434,7 @@ class RestoreNet(nn.Module):
         overwritten.
         """
         if self.skip is not None:
-            if torch.is_grad_enabled() and (y.requires_grad or x.requires_grad):
+            if _keeps_graph(y, x):
                 y = y.float() + self.linear_path(x)
             else:  # into the UNet's output, which nothing else holds: an image's worth less memory
                 y = y.float().add_(self.linear_path(x))
@@ -490,8 +495,7 @@ class EnhanceNet(nn.Module):
         intermediates (the peak of a develop) become a band's."""
         height = xyz.shape[-2]
         halo = 2 * math.ceil(color.notch_reach(self.config.notch) / 2)  # even: bands start on a y row
-        needs_graph = torch.is_grad_enabled() and (y.requires_grad or xyz.requires_grad)
-        if needs_graph or height <= FINISH_BAND + 2 * halo:
+        if _keeps_graph(y, xyz) or height <= FINISH_BAND + 2 * halo:
             return self._finish(y, xyz)
         out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device)
         for top in range(0, height, FINISH_BAND):
