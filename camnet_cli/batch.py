@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from camnet_cli import __version__, export, files, metadata
+from camnet_cli import __version__, decoding, export, files, metadata
 from camnet_cli.decoding import Decode, InternalError, context, decode_child
 from camnet_cli.dng import DngMetadata, linear_dng_writer
 from camnet_cli.engine import Engine
@@ -335,7 +335,7 @@ def run_batch(
                 except OSError as e:  # the output folder is gone, or not ours to write
                     claims[k] = Outcome(jobs[k], "failed", f"cannot write {jobs[k].output}: {e.strerror or e}")
             if k not in decodes and not isinstance(claims[k], Outcome) and len(decodes) < ahead + 1:
-                decodes[k] = Decode(ctx, jobs[k].path, settings.iso, settings.noise, decoder)
+                decodes[k] = decoding.start(ctx, jobs[k].path, settings.iso, settings.noise, decoder)
 
     with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as encoders:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import traceback
 from typing import Annotated
@@ -67,22 +66,8 @@ def with_optional_values(argv: list[str]) -> list[str]:
     return out
 
 
-def as_package_main() -> None:
-    """Let the running ``__main__`` stand for ``python -m camnet_cli``.
-
-    The console script's ``__main__`` is a wrapper file that imports this module. multiprocessing
-    runs a script's ``__main__`` again in every child it starts, so each raw decoder would import
-    all of camnet and torch (a second or two) before decoding; a ``-m`` package's ``__main__`` it
-    does not run again. Only a ``__main__`` without a module spec (a script) is changed.
-    """
-    script = sys.modules.get("__main__")
-    if script is not None and getattr(script, "__spec__", None) is None:
-        script.__spec__ = importlib.util.find_spec("camnet_cli.__main__")
-
-
 def main() -> None:
     """The ``camnet`` console script: no traceback escapes it, unless asked for with ``--debug``."""
-    as_package_main()
     argv = with_debug_first(with_optional_values(sys.argv[1:]))
     try:
         app(args=argv, prog_name="camnet")

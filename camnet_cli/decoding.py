@@ -7,8 +7,10 @@ a bug of ours inside the child comes back as an ``InternalError`` with its trace
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -41,8 +43,22 @@ def decode_child(path: str, iso: float | None, noise: NoiseProfile | None, conn:
         conn.close()
 
 
+def _as_package_main() -> None:
+    """Let the running ``__main__`` stand for ``python -m camnet_cli``.
+
+    The console script's ``__main__`` is a wrapper file that imports camnet. multiprocessing runs a
+    script's ``__main__`` again in every child it starts, so each raw decoder would import all of
+    camnet and torch (a second or two) before decoding; a ``-m`` package's ``__main__`` it does not
+    run again. Only a ``__main__`` without a module spec (a script) is changed.
+    """
+    script = sys.modules.get("__main__")
+    if script is not None and getattr(script, "__spec__", None) is None:
+        script.__spec__ = importlib.util.find_spec("camnet_cli.__main__")
+
+
 def context() -> mp.context.BaseContext:
     """forkserver where there is one: children start fast and clean (no threads forked)."""
+    _as_package_main()
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["camnet_cli.raw"])
@@ -94,10 +110,40 @@ class Decode:
             raise InternalError(self.path, *value)
         return value[0]
 
+    def wait(self, timeout: float) -> None:
+        """Wait until the child has its answer (or has died), at most ``timeout`` seconds; ``result`` takes it."""
+        self.conn.poll(timeout)
+
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
+
+
+# The decode ``start_early`` began, until the batch takes it (``start``) or drops it.
+_early: Decode | None = None
+
+
+def start_early(path: Path) -> Decode:
+    """Start decoding ``path`` (with the camera's own noise level) before the rest of camnet loads."""
+    global _early
+    _early = Decode(context(), path, None, None)
+    return _early
+
+
+def start(
+    ctx: mp.context.BaseContext, path: Path, iso: float | None, noise: NoiseProfile | None,
+    target: Callable[..., None] = decode_child,
+) -> Decode:
+    """A ``Decode`` of ``path``: the one ``start_early`` began if it is this one, else a new one.
+    The early one is used by the first call or not at all."""
+    global _early
+    early, _early = _early, None
+    if early is not None:
+        if early.path == path and iso is None and noise is None and target is decode_child:
+            return early
+        early.kill()
+    return Decode(ctx, path, iso, noise, target)
 
 
 def _signal_name(number: int) -> str:

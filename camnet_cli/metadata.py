@@ -14,10 +14,13 @@ One ExifTool process serves a whole run (``-stay_open``): a start costs it about
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 # What is copied from the raw: the EXIF sub-IFDs, GPS, XMP, IPTC, the maker notes, and of IFD0
@@ -124,3 +127,43 @@ def copy_from_raw(raw: Path, target: str | Path, *, fmt: str, size: tuple[int, i
             args += ["-ExifIFD:ComponentsConfiguration#=1 2 3 0", "-IFD0:YCbCrPositioning#=1"]
     args.append(f"-ExifIFD:ColorSpace#={1 if srgb else 65535}")
     return "1 image files updated" in tool.run([*args, os.fsdecode(target)])
+
+
+# A 1x1 grey JPEG (Pillow, quality 50), for warm_up.
+_TINY_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1R"
+    "V19iZ2hnPk1xeXBkeFxlZ2P/wAALCAABAAEBAREA/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgED"
+    "AwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RF"
+    "RkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJ"
+    "ytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/9oACAEBAAA/APP6/9k="
+)
+
+
+def warm_up(raw: Path, after: Callable[[], object] = lambda: None) -> threading.Thread | None:
+    """Start ExifTool and have it copy ``raw``'s metadata once, onto a throwaway JPEG, in a thread.
+
+    ExifTool's first copy in a process loads its writing modules (0.2-0.3 s of a core); made while
+    camnet itself loads, the first photo's copy does not wait for them.
+
+    Args:
+        after: what the thread waits for first (the first raw's decode: until it is done, the
+            cores have work enough).
+
+    Returns the thread (None without ExifTool).
+    """
+    if exiftool() is None:
+        return None
+
+    def run() -> None:
+        after()
+        try:
+            with tempfile.TemporaryDirectory(prefix="camnet-") as folder:
+                tiny = Path(folder) / "warm-up.jpg"
+                tiny.write_bytes(_TINY_JPEG)
+                copy_from_raw(raw, tiny, fmt="jpeg", size=(1, 1))
+        except OSError:  # no temporary folder, or ExifTool stopped: the real copy says so or does without
+            pass
+
+    thread = threading.Thread(target=run, name="exiftool-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -143,6 +143,29 @@ def test_batch_develops_in_order_and_reports_each(tmp_path, raws, tiny_engine):
     assert set(outcomes[0].stages) == {"decode", "restore", "enhance", "encode"}
 
 
+def test_the_batch_takes_over_the_decode_started_early(tmp_path, raws, tiny_engine, monkeypatch):
+    """The entry point starts the first raw's decode before camnet loads: the batch uses that one
+    process for the same file, and stops it for another file or other decoding settings."""
+    from camnet_cli import decoding
+
+    started = []
+    real = decoding.Decode
+    monkeypatch.setattr(decoding, "Decode", lambda *a, **k: started.append(a[1]) or real(*a, **k))
+    decoding.start_early(raws[0])
+    outcomes = run_batch(plan_jobs(raws[:2], tmp_path / "a", ".jpg"), tiny_engine, Settings(jobs=1), lambda o: None)
+    assert [o.status for o in outcomes] == ["ok", "ok"] and started == raws[:2]
+
+    decoding.start_early(raws[0])
+    early = decoding._early
+    outcomes = run_batch(plan_jobs(raws[1:2], tmp_path / "b", ".jpg"), tiny_engine, Settings(jobs=1), lambda o: None)
+    assert outcomes[0].status == "ok" and not early.process.is_alive() and started[2:] == [raws[0], raws[1]]
+
+    decoding.start_early(raws[0])
+    early = decoding._early
+    outcomes = run_batch(plan_jobs(raws[:1], tmp_path / "c", ".jpg"), tiny_engine, Settings(jobs=1, iso=800), lambda o: None)
+    assert outcomes[0].status == "ok" and not early.process.is_alive() and started[4:] == [raws[0], raws[0]]
+
+
 def test_a_crashing_decoder_costs_only_its_file(tmp_path, raws, tiny_engine):
     crash = tmp_path / "crash.dng"
     crash.write_bytes(raws[0].read_bytes())

@@ -79,6 +79,33 @@ def test_the_console_scripts_decoders_do_not_load_camnet_again(tmp_path):
     assert imports.count("torch") == 1 and imports.count("camnet_cli.cli") == 1
 
 
+def test_the_first_raw_is_told_from_a_develop_command_line(tmp_path):
+    """What the entry point decodes while the command line loads: the first input that is a raw
+    file, never an option's value, and nothing for another command or where --iso/--noise change
+    the decoding."""
+    from camnet_cli.__main__ import first_raw
+
+    a, b, out = tmp_path / "a.ARW", tmp_path / "b.dng", tmp_path / "out.dng"
+    for f in (a, b, out):
+        f.write_bytes(b"x")
+    assert first_raw(["develop", str(a), str(b)]) == a
+    assert first_raw(["--debug", "develop", "-o", str(out), "-q", str(b), str(a)]) == b
+    assert first_raw(["develop", "--output", str(out), "--style", "natural", str(tmp_path / "gone.ARW"), str(a)]) == a
+    assert first_raw(["develop", str(tmp_path), str(tmp_path / "notes.txt")]) is None
+    assert first_raw(["develop", "--iso", "800", str(a)]) is None and first_raw(["develop", "--noise=0.01", str(a)]) is None
+    assert first_raw(["inspect", str(a)]) is None and first_raw([]) is None
+
+
+def test_the_entry_point_knows_which_develop_options_take_a_value():
+    import typer
+
+    from camnet_cli.__main__ import DEVELOP_VALUE_OPTIONS
+
+    develop = typer.main.get_command(app).commands["develop"]
+    taking = {name for p in develop.params if not getattr(p, "is_flag", False) and p.param_type_name == "option" for name in p.opts}
+    assert taking == DEVELOP_VALUE_OPTIONS
+
+
 def test_an_uncaught_bug_is_one_line_unless_debug(monkeypatch, capsys):
     from camnet_cli import cli, commands
 

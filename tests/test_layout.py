@@ -65,8 +65,10 @@ def test_no_import_cycle():
 
 
 def test_no_camnet_import_hidden_in_a_function():
+    """One exception, for speed: the entry point loads the command line (and torch) only once the
+    first raw has started decoding."""
     _, hidden = _graph()
-    assert hidden == {}
+    assert set(hidden) <= {"camnet_cli.__main__"} and len(hidden.get("camnet_cli.__main__", [])) <= 1
 
 
 def test_every_subpackage_and_the_shipped_files_are_packaged():

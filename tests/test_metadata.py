@@ -89,3 +89,33 @@ def test_without_exiftool_camnets_own_exif_still_validates_for_png(tiny_weights,
     assert _exiftool("-validate", "-warning", "-a", out).split() == ["Validate", ":", "OK"]
     tags = _tags(out)
     assert tags["IFD0:Model"] == "ILCE-7RM3" and "ExifIFD:ExposureProgram" not in tags  # only what camnet reads itself
+
+
+def test_the_warm_up_runs_after_its_signal_and_leaves_exiftool_ready(tmp_path, monkeypatch):
+    """The entry point warms ExifTool up with one throwaway copy once the first raw has decoded:
+    the copy is made (the raw's camera lands in the throwaway JPEG), nothing of it is left behind,
+    and the process it started serves the next copy."""
+    import tempfile
+    import threading
+
+    from camnet_cli import metadata
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(metadata, "_shared", None)
+    go, seen = threading.Event(), []
+    real = metadata.copy_from_raw
+
+    def copy(raw, target, **options):
+        done = real(raw, target, **options)
+        seen.append((done, _tags(target).get("IFD0:Model")))
+        return done
+
+    monkeypatch.setattr(metadata, "copy_from_raw", copy)
+    thread = metadata.warm_up(EXAMPLE_DNG, after=go.wait)
+    assert thread is not None
+    thread.join(0.3)
+    assert thread.is_alive() and seen == []
+    go.set()
+    thread.join(60)
+    assert seen == [(True, "ILCE-7RM3")] and list(tmp_path.iterdir()) == []
+    assert metadata._shared is not None and metadata._shared._process.poll() is None
