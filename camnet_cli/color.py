@@ -84,32 +84,36 @@ def srgb_slope(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.0031308, 12.92, 1.055 / 2.4 * x.clamp(min=0.0031308) ** (1 / 2.4 - 1))
 
 
-def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch.Tensor:
+def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray, *, phases: bool = False) -> torch.Tensor:
     """Apply a 3x3 colour matrix per pixel.
 
     Args:
-        x: (*, 3, H, W) image.
+        x: (*, 3, H, W) image; with ``phases``, (*, 12, H/2, W/2): the image as its 2x2 phase
+            planes, colour c of phase p in plane 4c + p (``F.pixel_unshuffle``'s layout).
         matrix: (3, 3) or (*, 3, 3) matrix mapping input channels to output channels.
 
     Returns:
-        (*, 3, H, W) image.
+        the image, shaped as ``x``.
     """
-    if x.dim() < 3 or x.shape[-3] != 3:
-        raise ValueError(f"expected an image shaped (*, 3, H, W), got {tuple(x.shape)}")
+    channels = 12 if phases else 3
+    if x.dim() < 3 or x.shape[-3] != channels:
+        raise ValueError(f"expected an image shaped (*, {channels}, H, W), got {tuple(x.shape)}")
     m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+    if phases:
+        return torch.einsum("...ij,...jphw->...iphw", m, x.unflatten(-3, (3, 4))).flatten(-4, -3)
     return torch.einsum("...ij,...jhw->...ihw", m, x)
 
 
-def render_plain(xyz: torch.Tensor, gain: float | torch.Tensor = 1.0) -> torch.Tensor:
+def render_plain(xyz: torch.Tensor, gain: float | torch.Tensor = 1.0, *, phases: bool = False) -> torch.Tensor:
     """A plain colorimetric rendering: XYZ clipped to [0, 1], to linear sRGB, times ``gain``, clipped,
     through the sRGB curve. Enhance-Net develops on top of it (EnhanceNetConfig.base).
 
     Args:
-        xyz: (*, 3, H, W) linear XYZ.
+        xyz: (*, 3, H, W) linear XYZ; with ``phases``, its phase planes (``apply_matrix``).
         gain: the exposure applied in linear light (2: the synthetic data's rendering, a raw
             exposed at half the photograph's light renders as the photograph).
     """
-    return linear_to_srgb(apply_matrix(xyz.clamp(0.0, 1.0), XYZ_TO_SRGB) * gain)
+    return linear_to_srgb(apply_matrix(xyz.clamp(0.0, 1.0), XYZ_TO_SRGB, phases=phases) * gain)
 
 
 # Chroma noise reduction after Enhance-Net (camnet's): the noise Restore-Net leaves is mostly in the
@@ -368,19 +372,23 @@ def bayer_unview(image: torch.Tensor, symmetry: tuple[int, int, int]) -> torch.T
     return _apply(placed, symmetry, inverse=True)[..., 2:-2, 2:-2]
 
 
-def camera_to_xyz(rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray) -> torch.Tensor:
+def camera_to_xyz(
+    rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray, *, phases: bool = False
+) -> torch.Tensor:
     """Camera RGB -> XYZ with the file's metadata: white-balance gains, then the colour matrix.
 
     Args:
-        rgb: (*, 3, H, W) linear camera RGB, not white-balanced.
+        rgb: (*, 3, H, W) linear camera RGB, not white-balanced; with ``phases``, its phase
+            planes (``apply_matrix``).
         wb: (3,) or (*, 3) gains (R, G, B), G = 1.
         cam_to_xyz: (3, 3) or (*, 3, 3) white-balanced camera RGB -> XYZ (D65).
 
     Returns:
-        (*, 3, H, W) linear CIE XYZ.
+        linear CIE XYZ, shaped as ``rgb``.
     """
     gains = torch.as_tensor(wb, dtype=rgb.dtype, device=rgb.device)
-    return apply_matrix(rgb * gains[..., :, None, None], cam_to_xyz)
+    matrix = torch.as_tensor(cam_to_xyz, dtype=rgb.dtype, device=rgb.device)
+    return apply_matrix(rgb, matrix * gains[..., None, :], phases=phases)  # the gains in the matrix: one pass over the image
 
 
 def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from camnet_cli import color
 from camnet_cli.model import EnhanceNet, RestoreNet, UNet
@@ -281,31 +282,33 @@ class Engine:
                 tile, retries = smaller, retries + 1
 
     @torch.no_grad()
-    def restore(self, packed: np.ndarray | torch.Tensor, omega: float, read: float | None = None) -> torch.Tensor:
+    def restore(self, packed: np.ndarray | torch.Tensor, omega: float, read: float | None = None, *, phases: bool = False) -> torch.Tensor:
         """Packed raw (4, h, w) + noise level (and the read noise's standard deviation, for a
         network that takes it; None: ``networks.default_read``) -> linear camera RGB (3, 2h, 2w),
-        float32 on the CPU."""
+        float32 on the CPU; with ``phases``, its phase planes (12, h, w) (``color.apply_matrix``)."""
         planes = torch.as_tensor(packed, dtype=torch.float32)[None].to(self.device)  # once: the UNet and the linear path read it
         if self.ensemble == 1:
-            return self._restore(planes, omega, read)[0].cpu()
+            return self._restore(planes, omega, read, phases)[0].cpu()
         views = color.SYMMETRIES[: self.ensemble]
         total = sum(color.bayer_unview(self._restore(color.bayer_view(planes, s), omega, read), s) for s in views)
-        return (total / len(views))[0].cpu()
+        mean = total / len(views)
+        return (F.pixel_unshuffle(mean, 2) if phases else mean)[0].cpu()
 
-    def _restore(self, planes: torch.Tensor, omega: float, read: float | None) -> torch.Tensor:
+    def _restore(self, planes: torch.Tensor, omega: float, read: float | None, phases: bool = False) -> torch.Tensor:
         x = self.restore_net.prepare(planes, omega, read)
-        return self.restore_net.finish(self._run("restore", self.restore_net, x), x)
+        return self.restore_net.finish(self._run("restore", self.restore_net, x), x, phases=phases)
 
     @torch.no_grad()
-    def enhance(self, xyz: torch.Tensor) -> torch.Tensor:
-        """Linear XYZ (3, H, W), H and W even -> sRGB (3, H, W), float32 on the engine's device."""
+    def enhance(self, xyz: torch.Tensor, *, phases: bool = False) -> torch.Tensor:
+        """Linear XYZ (3, H, W), H and W even (with ``phases``, its phase planes (12, H/2, W/2),
+        ``color.apply_matrix``) -> sRGB (3, H, W), float32 on the engine's device."""
         if self.enhance_net is None:
             raise EngineError("no Enhance-Net loaded")
         xyz = xyz[None].to(self.device, torch.float32)
         # The prepared input goes straight into the buffer _run takes as it is, in the engine's
         # precision and layout, band by band: no float32 curve and unshuffled copy of the image.
-        h, w = xyz.shape[-2] // 2, xyz.shape[-1] // 2
+        h, w = (xyz.shape[-2], xyz.shape[-1]) if phases else (xyz.shape[-2] // 2, xyz.shape[-1] // 2)
         x = torch.empty((1, 12, h, w), dtype=self.dtype, device=self.device, memory_format=torch.channels_last)
-        y = self._run("enhance", self.enhance_net, self.enhance_net.prepare(xyz, out=x))
+        y = self._run("enhance", self.enhance_net, self.enhance_net.prepare(xyz, out=x, phases=phases))
         del x
-        return self.enhance_net.finish(y, xyz)[0]
+        return self.enhance_net.finish(y, xyz, phases=phases)[0]

@@ -76,7 +76,7 @@ def run_camnet(
     packed = sample["packed"].numpy()
     read = float(sample["read"]) if "read" in sample else None
     developed = pipeline.develop(engine, packed, float(sample["omega"]), sample["wb"], sample["cam_to_xyz"], chroma=chroma, camera=camera, read=read)
-    return developed.xyz, torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
+    return developed.xyz_image(), torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
 
 
 BASELINES = ("libraw", "denoise", "bilinear", "plain")

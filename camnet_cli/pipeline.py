@@ -26,7 +26,8 @@ class Developed:
     """A developed frame.
 
     Attributes:
-        xyz: (3, H, W) float32 tensor, the restoration in linear XYZ, as stored (not upright, phase crop kept).
+        xyz: the restoration in linear XYZ as stored (not upright, phase crop kept), float32, as its
+            (12, H/2, W/2) phase planes (``color.apply_matrix``); ``xyz_image`` lays it out.
         srgb: upright (H, W, 3) float32 in [0, 1]; None without an Enhance-Net.
         linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for.
         camera: the restoration as (H, W, 3) camera RGB, not white-balanced, as stored, when asked for.
@@ -39,6 +40,10 @@ class Developed:
     camera: np.ndarray | None = None
     wb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def xyz_image(self) -> torch.Tensor:
+        """The restoration in linear XYZ, (3, H, W), as stored."""
+        return F.pixel_shuffle(self.xyz[None], 2)[0]
 
 
 # EXIF orientations on (C, H, W) tensors: raw.upright's on (H, W, C) arrays, one axis on.
@@ -107,9 +112,10 @@ def develop(
             crop undone, neither oriented nor resized), for a linear DNG.
     """
     t0 = time.perf_counter()
-    if camera is None:
-        camera = engine.restore(packed, omega, read)
-    xyz = color.camera_to_xyz(camera, torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32))
+    # From Restore-Net to Enhance-Net the image stays in the networks' own layout, its phase planes:
+    # it is laid out only where asked for (2 x 0.1 s for 18 megapixels).
+    camera = engine.restore(packed, omega, read, phases=True) if camera is None else F.pixel_unshuffle(camera[None], 2)[0]
+    xyz = color.camera_to_xyz(camera, torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32), phases=True)
     t1 = time.perf_counter()
 
     def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
@@ -122,14 +128,14 @@ def develop(
 
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
     if keep_camera:
-        out.camera = uncrop(camera.permute(1, 2, 0).float().cpu().numpy(), crop)
+        out.camera = uncrop(F.pixel_shuffle(camera[None], 2)[0].permute(1, 2, 0).float().cpu().numpy(), crop)
     del camera  # the styled image needs only the XYZ: an image's worth of memory freed for the enhancement
     if render and engine.enhance_net is not None:
-        srgb = color.smooth_chroma(engine.enhance(xyz)[None], chroma_width(chroma, omega), inplace=True)[0]
+        srgb = color.smooth_chroma(engine.enhance(xyz, phases=True)[None], chroma_width(chroma, omega), inplace=True)[0]
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1
     if linear:
-        out.linear = finish(color.apply_matrix(xyz, color.XYZ_TO_SRGB), clip=not linear_float)
+        out.linear = finish(color.apply_matrix(out.xyz_image(), color.XYZ_TO_SRGB), clip=not linear_float)
     return out
 
 

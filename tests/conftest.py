@@ -174,7 +174,7 @@ def develop_tensors(engine: Engine, packed: np.ndarray) -> tuple[torch.Tensor, t
     """(XYZ, sRGB), each (3, H, W), of a packed raw through the development path: the a7R III's
     white balance, an identity camera matrix, no chroma filter."""
     out = develop(engine, packed, 1e-3, (2.47, 1.0, 1.53), np.eye(3), chroma=0)
-    return out.xyz, torch.from_numpy(out.srgb).permute(2, 0, 1)
+    return out.xyz_image(), torch.from_numpy(out.srgb).permute(2, 0, 1)
 
 
 def relative_psnr(a: torch.Tensor, b: torch.Tensor) -> float:

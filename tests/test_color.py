@@ -68,6 +68,24 @@ def test_apply_matrix_batches_and_checks_shape():
         color.apply_matrix(torch.rand(2, 4, 5, 7), m)
 
 
+def test_colour_on_phase_planes_is_colour_on_the_image():
+    """Between the networks the image is held as its 2x2 phase planes (F.pixel_unshuffle's layout):
+    the colour steps give there what they give on the laid-out image (the gains folded into the
+    matrix round differently, by a float32 ulp or so)."""
+    torch.manual_seed(0)
+    rgb, wb, m = torch.rand(2, 3, 6, 10), torch.tensor([2.2, 1.0, 1.6]), torch.rand(3, 3)
+    phases = torch.nn.functional.pixel_unshuffle(rgb, 2)
+    for laid_out, planes in (
+        (color.apply_matrix(rgb, m), color.apply_matrix(phases, m, phases=True)),
+        (color.camera_to_xyz(rgb, wb, m), color.camera_to_xyz(phases, wb, m, phases=True)),
+        (color.render_plain(rgb, 2.0), color.render_plain(phases, 2.0, phases=True)),
+    ):
+        torch.testing.assert_close(planes, torch.nn.functional.pixel_unshuffle(laid_out, 2), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(color.camera_to_xyz(rgb, wb, m), color.apply_matrix(rgb * wb[:, None, None], m), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(2, 3, 6, 10\)"):
+        color.apply_matrix(rgb, m, phases=True)
+
+
 def test_mosaic_samples_rggb():
     rgb = torch.rand(3, 4, 6)
     m = color.mosaic(rgb)

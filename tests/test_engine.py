@@ -154,6 +154,8 @@ def test_ensemble_averages_symmetric_views():
         transposed = restore(torch.from_numpy(packed)[None].transpose(-1, -2)[:, [0, 2, 1, 3]], 1e-3)[0].transpose(-1, -2)
     assert pair.shape == plain.shape == (3, 96, 128)
     torch.testing.assert_close(pair, (plain + transposed) / 2, rtol=1e-4, atol=1e-5)
+    for engine, laid_out in ((Engine(restore, device="cpu", precision="fp32", tile=0), plain), (Engine(restore, device="cpu", precision="fp32", tile=0, ensemble=2), pair)):
+        assert torch.equal(engine.restore(packed, 1e-3, phases=True), torch.nn.functional.pixel_unshuffle(laid_out, 2))
     assert (transposed - plain).abs().mean() > 0.05  # the filter is not symmetric: the views differ
     with pytest.raises(EngineError, match="ensemble of 9 views"):
         Engine(restore, device="cpu", ensemble=9)
@@ -218,7 +220,7 @@ def test_chroma_noise_reduction_after_enhance_net():
         omega, read = float(sample["omega"]), float(sample["read"])
         off, on = (develop(engine, sample["packed"], omega, sample["wb"], sample["cam_to_xyz"], chroma=c, read=read) for c in (0, None))
         # "auto" (None) is the filter at the noise level's width, on Enhance-Net's output
-        filtered = color.smooth_chroma(engine.enhance(off.xyz)[None], color.chroma_sigma(omega))[0].clamp(0, 1)
+        filtered = color.smooth_chroma(engine.enhance(off.xyz, phases=True)[None], color.chroma_sigma(omega))[0].clamp(0, 1)
         torch.testing.assert_close(torch.from_numpy(on.srgb), filtered.permute(1, 2, 0))
         off_score, on_score = (metrics.psnr(torch.from_numpy(x.srgb).permute(2, 0, 1), sample["srgb"].clamp(0, 1)).item() for x in (off, on))
         gains.append(on_score - off_score)

@@ -332,11 +332,15 @@ def test_enhance_finish_in_bands_is_the_whole_image_finish():
     net = EnhanceNet(EnhanceNetConfig(channels=(8, 8), dilations=(1, 1), notch=2.0, base=2.0))
     for height in (networks.FINISH_BAND * 3 + 46, networks.FINISH_BAND + 2):
         y, xyz = torch.randn(1, 12, height // 2, 40) * 0.1, torch.rand(1, 3, height, 80)
+        phases = torch.nn.functional.pixel_unshuffle(xyz, 2)
         with torch.no_grad():
             assert torch.allclose(net.finish(y, xyz), net._finish(y, xyz), atol=1e-6)
+            # the engine's path: the XYZ as its phase planes, as Restore-Net left it
+            assert torch.allclose(net.finish(y, phases, phases=True), net._finish(y, xyz), atol=1e-6)
     y.requires_grad_()
     net.finish(y, xyz).sum().backward()  # training keeps the whole-image graph
     assert y.grad is not None
+    assert torch.allclose(net.finish(y, phases, phases=True), net._finish(y, xyz), atol=1e-6)
 
 
 def test_enhance_prepare_into_a_buffer_is_the_whole_image_prepare():
@@ -351,6 +355,10 @@ def test_enhance_prepare_into_a_buffer_is_the_whole_image_prepare():
         out = torch.empty(whole.shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
         assert net.prepare(xyz, out=out) is out
         torch.testing.assert_close(out.float(), whole.to(dtype).float(), rtol=2**-7 if dtype == torch.bfloat16 else 1e-6, atol=1e-7)
+        phases = torch.nn.functional.pixel_unshuffle(xyz, 2)
+        assert net.prepare(phases, out=out, phases=True) is out
+        torch.testing.assert_close(out.float(), whole.to(dtype).float(), rtol=2**-7 if dtype == torch.bfloat16 else 1e-6, atol=1e-7)
+        assert torch.equal(phases, torch.nn.functional.pixel_unshuffle(xyz, 2))  # the XYZ is kept for finish
     with pytest.raises(ValueError, match="out must be shaped"):
         net.prepare(xyz, out=torch.empty(1, 12, 4, 4))
 
@@ -367,7 +375,9 @@ def test_restore_finish_without_a_graph_is_the_training_finish():
     assert graph.requires_grad and not torch.equal(graph.detach(), torch.nn.functional.pixel_shuffle(y.detach(), 2)[..., 2:-2, 2:-2])
     with torch.no_grad():
         inplace = net.finish(y.detach().clone(), x)
+        phases = net.finish(y.detach().clone(), x, phases=True)
     assert torch.equal(inplace, graph.detach())
+    assert torch.equal(phases, torch.nn.functional.pixel_unshuffle(inplace, 2))
 
 
 @pytest.mark.parametrize("dtype, layout", [(torch.bfloat16, torch.channels_last), (torch.bfloat16, torch.contiguous_format), (torch.float32, torch.channels_last)])

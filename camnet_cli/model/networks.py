@@ -426,8 +426,9 @@ class RestoreNet(nn.Module):
         planes = F.pad(x[:, :4].float().reshape(1, b * 4, h, w), (1, 1, 1, 1), mode="replicate")
         return F.conv2d(planes, kernels, groups=b).reshape(b, 12, h, w)
 
-    def finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The UNet's (B, 12, h + 2, w + 2) output for input ``x`` (from ``prepare``) -> (B, 3, 2h, 2w).
+    def finish(self, y: torch.Tensor, x: torch.Tensor, *, phases: bool = False) -> torch.Tensor:
+        """The UNet's (B, 12, h + 2, w + 2) output for input ``x`` (from ``prepare``) -> (B, 3, 2h, 2w);
+        with ``phases``, its phase planes (B, 12, h, w) (``color.apply_matrix``), not laid out.
 
         The linear path is added here, over the whole image, also when the UNet ran in tiles;
         then the border ``prepare`` added is cropped. Without a graph to keep, a float32 ``y`` is
@@ -438,8 +439,8 @@ class RestoreNet(nn.Module):
                 y = y.float() + self.linear_path(x)
             else:  # into the UNet's output, which nothing else holds: an image's worth less memory
                 y = y.float().add_(self.linear_path(x))
-        b = 2 * _BORDER
-        return F.pixel_shuffle(y, 2)[..., b:-b, b:-b]
+        y = y[..., _BORDER:-_BORDER, _BORDER:-_BORDER]
+        return y if phases else F.pixel_shuffle(y, 2)
 
     def forward(
         self, packed: torch.Tensor, omega: torch.Tensor | float, pooled: torch.Tensor | None = None, read: torch.Tensor | float | None = None
@@ -466,48 +467,65 @@ class EnhanceNet(nn.Module):
             nn.init.zeros_(self.unet.out.weight)
             nn.init.zeros_(self.unet.out.bias)
 
-    def prepare(self, xyz: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 3, H, W) XYZ, H and W even -> (B, 12, H/2, W/2): clip, fixed curve, unshuffle.
+    def prepare(self, xyz: torch.Tensor, out: torch.Tensor | None = None, *, phases: bool = False) -> torch.Tensor:
+        """(B, 3, H, W) XYZ, H and W even -> (B, 12, H/2, W/2): clip, fixed curve, unshuffle. With
+        ``phases``, ``xyz`` is already the image's phase planes (B, 12, H/2, W/2) (``color.apply_matrix``).
 
         ``out``: a (B, 12, H/2, W/2) tensor of any dtype and layout to fill and return instead,
         a band of rows at a time (no graph is kept): the same values, cast as ``out.to`` would,
         without the whole image in float32 beside it.
         """
-        if xyz.dim() != 4 or xyz.shape[1] != 3 or xyz.shape[-2] % 2 or xyz.shape[-1] % 2:
+        if phases and (xyz.dim() != 4 or xyz.shape[1] != 12):
+            raise ValueError(f"expected XYZ phase planes shaped (B, 12, h, w), got {tuple(xyz.shape)}")
+        if not phases and (xyz.dim() != 4 or xyz.shape[1] != 3 or xyz.shape[-2] % 2 or xyz.shape[-1] % 2):
             raise ValueError(f"expected XYZ shaped (B, 3, H, W) with even H, W, got {tuple(xyz.shape)}")
+        s = 1 if phases else 2  # rows of xyz per row of planes
         if out is None:
-            return F.pixel_unshuffle(color.linear_to_srgb(xyz), 2)
-        if out.shape != (xyz.shape[0], 12, xyz.shape[-2] // 2, xyz.shape[-1] // 2):
-            raise ValueError(f"out must be shaped {(xyz.shape[0], 12, xyz.shape[-2] // 2, xyz.shape[-1] // 2)}, got {tuple(out.shape)}")
+            return color.linear_to_srgb(xyz) if phases else F.pixel_unshuffle(color.linear_to_srgb(xyz), 2)
+        if out.shape != (xyz.shape[0], 12, xyz.shape[-2] // s, xyz.shape[-1] // s):
+            raise ValueError(f"out must be shaped {(xyz.shape[0], 12, xyz.shape[-2] // s, xyz.shape[-1] // s)}, got {tuple(out.shape)}")
         with torch.no_grad():
             for top in range(0, out.shape[-2], FINISH_BAND // 2):
                 rows = slice(top, top + FINISH_BAND // 2)
-                out[:, :, rows].copy_(F.pixel_unshuffle(color.linear_to_srgb(xyz[:, :, 2 * top : 2 * top + FINISH_BAND]), 2))
+                band = color.linear_to_srgb(xyz[:, :, s * top : s * top + s * FINISH_BAND // 2])  # a new tensor: xyz is kept
+                out[:, :, rows].copy_(band if phases else F.pixel_unshuffle(band, 2))
         return out
 
-    def finish(self, y: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
-        """(B, 12, h, w) UNet output and the (B, 3, 2h, 2w) XYZ it was given -> sRGB: sub-pixel layout,
-        the notch against its grid, then added to the plain rendering of the XYZ (EnhanceNetConfig.base;
-        ``color.render_plain``) when the config has one.
+    def finish(self, y: torch.Tensor, xyz: torch.Tensor, *, phases: bool = False) -> torch.Tensor:
+        """(B, 12, h, w) UNet output and the (B, 3, 2h, 2w) XYZ it was given (with ``phases``, its
+        (B, 12, h, w) phase planes) -> sRGB: sub-pixel layout, the notch against its grid, then added
+        to the plain rendering of the XYZ (EnhanceNetConfig.base; ``color.render_plain``) when the
+        config has one.
 
         Without a graph to keep, a large image is finished in bands of rows, each with the rows the
         notch reads beyond it: the same pixels, and the notch's and the rendering's whole-image
         intermediates (the peak of a develop) become a band's."""
-        height = xyz.shape[-2]
+        s = 1 if phases else 2  # rows of xyz per row of y
+        height = 2 * y.shape[-2]
         halo = 2 * math.ceil(color.notch_reach(self.config.notch) / 2)  # even: bands start on a y row
         if _keeps_graph(y, xyz) or height <= FINISH_BAND + 2 * halo:
-            return self._finish(y, xyz)
-        out = torch.empty(xyz.shape, dtype=torch.float32, device=xyz.device)
+            return self._finish(y, xyz, phases)
+        out = torch.empty((y.shape[0], 3, height, 2 * y.shape[-1]), dtype=torch.float32, device=y.device)
         for top in range(0, height, FINISH_BAND):
             bottom = min(top + FINISH_BAND, height)
             a, b = max(0, top - halo), min(height, bottom + halo)
-            band = self._finish(y[:, :, a // 2 : b // 2], xyz[:, :, a:b])
+            band = self._finish(y[:, :, a // 2 : b // 2], xyz[:, :, a * s // 2 : b * s // 2], phases)
             out[:, :, top:bottom] = band[:, :, top - a : bottom - a]
         return out
 
-    def _finish(self, y: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    def _finish(self, y: torch.Tensor, xyz: torch.Tensor, phases: bool = False) -> torch.Tensor:
         out = color.remove_grid(F.pixel_shuffle(y, 2), self.config.notch)
-        return out + color.render_plain(xyz.float(), self.config.base) if self.config.base > 0 else out
+        if self.config.base <= 0:
+            return out
+        plain = color.render_plain(xyz.float(), self.config.base, phases=phases)
+        if not phases:
+            return out + plain
+        if _keeps_graph(y, xyz):
+            return out + F.pixel_shuffle(plain, 2)
+        # Added through a view of the output as phase planes: no laid-out copy of the rendering.
+        b, _, h, w = plain.shape
+        out.view(b, 3, h, 2, w, 2).permute(0, 1, 3, 5, 2, 4).add_(plain.unflatten(1, (3, 2, 2)))
+        return out
 
     def forward(self, xyz: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         return self.finish(self.unet(self.prepare(xyz), pooled), xyz)
