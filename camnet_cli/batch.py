@@ -306,6 +306,7 @@ def run_batch(
     """
     stop = stop or threading.Event()
     ctx = context()
+    metadata.start()  # here, in the main thread, not in the encoders' (``metadata.start``)
     ahead = max(1, settings.jobs)
     claims: dict[int, tuple[Job, files.Claim] | Outcome] = {}
     decodes: dict[int, Decode] = {}

@@ -46,8 +46,12 @@ class ExifTool:
 
     def __init__(self, program: str) -> None:
         self._lock = threading.Lock()
+        # -stay_open reads on past the end of its input: an ExifTool whose camnet was killed (kill -9,
+        # the OOM killer) would poll its closed pipe for ever. Where util-linux's setpriv is, the
+        # kernel kills it with the thread that started it (PR_SET_PDEATHSIG; ``start``).
+        guard = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
         self._process = subprocess.Popen(
-            [program, "-stay_open", "True", "-@", "-"],
+            [*guard, program, "-stay_open", "True", "-@", "-"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
         )
 
@@ -80,6 +84,13 @@ class ExifTool:
 
 _shared: ExifTool | None = None
 _shared_lock = threading.Lock()
+
+
+def start() -> None:
+    """Start the ExifTool a run shares, if it is installed. Call it from the main thread: an ExifTool
+    is stopped with the thread that started it, and one a worker thread started would stop when
+    that thread does (``_tool`` then starts another)."""
+    _tool()
 
 
 def _tool() -> ExifTool | None:
@@ -143,7 +154,8 @@ def warm_up(raw: Path, after: Callable[[], object] = lambda: None) -> threading.
     """Start ExifTool and have it copy ``raw``'s metadata once, onto a throwaway JPEG, in a thread.
 
     ExifTool's first copy in a process loads its writing modules (0.2-0.3 s of a core); made while
-    camnet itself loads, the first photo's copy does not wait for them.
+    camnet itself loads, the first photo's copy does not wait for them. ExifTool itself is started
+    in the calling thread (``start``).
 
     Args:
         after: what the thread waits for first (the first raw's decode: until it is done, the
@@ -153,6 +165,7 @@ def warm_up(raw: Path, after: Callable[[], object] = lambda: None) -> threading.
     """
     if exiftool() is None:
         return None
+    start()
 
     def run() -> None:
         after()

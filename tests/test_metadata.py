@@ -119,3 +119,29 @@ def test_the_warm_up_runs_after_its_signal_and_leaves_exiftool_ready(tmp_path, m
     thread.join(60)
     assert seen == [(True, "ILCE-7RM3")] and list(tmp_path.iterdir()) == []
     assert metadata._shared is not None and metadata._shared._process.poll() is None
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux's setpriv is not installed")
+def test_exiftool_does_not_outlive_a_killed_camnet():
+    """ExifTool -stay_open polls its input for ever once camnet is gone: killed with -9 (or by the OOM
+    killer), camnet must not leave it behind."""
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    code = "import time; from camnet_cli import metadata; metadata.start(); print(metadata._shared._process.pid, flush=True); time.sleep(60)"
+    camnet = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    tool = int(camnet.stdout.readline())
+    status = Path(f"/proc/{tool}/status")
+    deadline = time.monotonic() + 10
+    while "Name:\tsetpriv" in status.read_text() and time.monotonic() < deadline:  # until it is ExifTool
+        time.sleep(0.01)
+    assert "exiftool" in Path(f"/proc/{tool}/cmdline").read_bytes().decode(errors="replace")
+    os.kill(camnet.pid, signal.SIGKILL)
+    camnet.wait(10)
+    deadline = time.monotonic() + 10
+    while status.exists() and "\nState:\tZ" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not status.exists() or "\nState:\tZ" in status.read_text()

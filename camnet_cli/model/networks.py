@@ -367,6 +367,8 @@ def default_read(omega: torch.Tensor) -> torch.Tensor:
 
 # How many packed pixels Restore-Net pads its input by (see RestoreNet.prepare).
 _BORDER = 1
+# Rows of packed planes the linear path is added in at once (RestoreNet._add_linear_path).
+_LINEAR_BAND = 128
 
 
 class RestoreNet(nn.Module):
@@ -419,12 +421,27 @@ class RestoreNet(nn.Module):
         The noise plane is one value per image, so each image's kernel is W0 + level * W1: one
         grouped convolution, edges replicated (a Bayer sample's nearest neighbours of its colour).
         """
+        kernels, planes = self._linear_inputs(x)
+        return F.conv2d(planes, kernels, groups=x.shape[0]).reshape(x.shape[0], 12, *x.shape[-2:])
+
+    def _linear_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linear path's kernels, (B * 12, 4, 3, 3), and its input planes, (1, B * 4, h + 2, w + 2)."""
         b, _, h, w = x.shape
         weight = self.skip.weight.float()  # type: ignore[union-attr]
         level = x[:, 4, 0, 0].float().reshape(b, 1, 1, 1, 1)
         kernels = (weight[:12] + level * weight[12:]).reshape(b * 12, 4, 3, 3)
-        planes = F.pad(x[:, :4].float().reshape(1, b * 4, h, w), (1, 1, 1, 1), mode="replicate")
-        return F.conv2d(planes, kernels, groups=b).reshape(b, 12, h, w)
+        return kernels, F.pad(x[:, :4].float().reshape(1, b * 4, h, w), (1, 1, 1, 1), mode="replicate")
+
+    def _add_linear_path(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y + linear_path(x)`` written into ``y``, a band of rows at a time: no image-sized
+        temporary, whose first touch of fresh memory took longer than the convolution (0.18 -> 0.05 s
+        for 18 megapixels)."""
+        kernels, planes = self._linear_inputs(x)
+        b, _, h, w = x.shape
+        for top in range(0, h, _LINEAR_BAND):
+            rows = min(_LINEAR_BAND, h - top)
+            y[:, :, top : top + rows] += F.conv2d(planes[..., top : top + rows + 2, :], kernels, groups=b).reshape(b, 12, rows, w)
+        return y
 
     def finish(self, y: torch.Tensor, x: torch.Tensor, *, phases: bool = False) -> torch.Tensor:
         """The UNet's (B, 12, h + 2, w + 2) output for input ``x`` (from ``prepare``) -> (B, 3, 2h, 2w);
@@ -438,7 +455,7 @@ class RestoreNet(nn.Module):
             if _keeps_graph(y, x):
                 y = y.float() + self.linear_path(x)
             else:  # into the UNet's output, which nothing else holds: an image's worth less memory
-                y = y.float().add_(self.linear_path(x))
+                y = self._add_linear_path(y.float(), x)
         y = y[..., _BORDER:-_BORDER, _BORDER:-_BORDER]
         return y if phases else F.pixel_shuffle(y, 2)
 
