@@ -84,13 +84,19 @@ def srgb_slope(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.0031308, 12.92, 1.055 / 2.4 * x.clamp(min=0.0031308) ** (1 / 2.4 - 1))
 
 
-def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray, *, phases: bool = False) -> torch.Tensor:
+# Rows apply_matrix writes into ``out`` at once.
+_MATRIX_BAND = 64
+
+
+def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray, *, phases: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply a 3x3 colour matrix per pixel.
 
     Args:
         x: (*, 3, H, W) image; with ``phases``, (*, 12, H/2, W/2): the image as its 2x2 phase
             planes, colour c of phase p in plane 4c + p (``F.pixel_unshuffle``'s layout).
         matrix: (3, 3) or (*, 3, 3) matrix mapping input channels to output channels.
+        out: a tensor shaped as ``x`` (``x`` itself too) to write the image into, a band of rows
+            at a time: no image-sized temporary (no graph is kept).
 
     Returns:
         the image, shaped as ``x``.
@@ -98,6 +104,11 @@ def apply_matrix(x: torch.Tensor, matrix: torch.Tensor | np.ndarray, *, phases: 
     channels = 12 if phases else 3
     if x.dim() < 3 or x.shape[-3] != channels:
         raise ValueError(f"expected an image shaped (*, {channels}, H, W), got {tuple(x.shape)}")
+    if out is not None:
+        with torch.no_grad():
+            for top in range(0, x.shape[-2], _MATRIX_BAND):
+                out[..., top : top + _MATRIX_BAND, :] = apply_matrix(x[..., top : top + _MATRIX_BAND, :], matrix, phases=phases)
+        return out
     m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
     if phases:
         return torch.einsum("...ij,...jphw->...iphw", m, x.unflatten(-3, (3, 4))).flatten(-4, -3)
@@ -373,7 +384,7 @@ def bayer_unview(image: torch.Tensor, symmetry: tuple[int, int, int]) -> torch.T
 
 
 def camera_to_xyz(
-    rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray, *, phases: bool = False
+    rgb: torch.Tensor, wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray, *, phases: bool = False, inplace: bool = False
 ) -> torch.Tensor:
     """Camera RGB -> XYZ with the file's metadata: white-balance gains, then the colour matrix.
 
@@ -382,13 +393,15 @@ def camera_to_xyz(
             planes (``apply_matrix``).
         wb: (3,) or (*, 3) gains (R, G, B), G = 1.
         cam_to_xyz: (3, 3) or (*, 3, 3) white-balanced camera RGB -> XYZ (D65).
+        inplace: write the XYZ over ``rgb`` (an image's worth less memory).
 
     Returns:
         linear CIE XYZ, shaped as ``rgb``.
     """
     gains = torch.as_tensor(wb, dtype=rgb.dtype, device=rgb.device)
     matrix = torch.as_tensor(cam_to_xyz, dtype=rgb.dtype, device=rgb.device)
-    return apply_matrix(rgb, matrix * gains[..., None, :], phases=phases)  # the gains in the matrix: one pass over the image
+    # The gains in the matrix: one pass over the image.
+    return apply_matrix(rgb, matrix * gains[..., None, :], phases=phases, out=rgb if inplace else None)
 
 
 def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:

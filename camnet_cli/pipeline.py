@@ -115,7 +115,8 @@ def develop(
     # From Restore-Net to Enhance-Net the image stays in the networks' own layout, its phase planes:
     # it is laid out only where asked for (2 x 0.1 s for 18 megapixels).
     camera = engine.restore(packed, omega, read, phases=True) if camera is None else F.pixel_unshuffle(camera[None], 2)[0]
-    xyz = color.camera_to_xyz(camera, torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32), phases=True)
+    gains, matrix = torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32)
+    xyz = color.camera_to_xyz(camera, gains, matrix, phases=True, inplace=not keep_camera)  # the camera RGB is ours
     t1 = time.perf_counter()
 
     def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
@@ -129,7 +130,7 @@ def develop(
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
     if keep_camera:
         out.camera = uncrop(F.pixel_shuffle(camera[None], 2)[0].permute(1, 2, 0).float().cpu().numpy(), crop)
-    del camera  # the styled image needs only the XYZ: an image's worth of memory freed for the enhancement
+    del camera  # the styled image needs only the XYZ (written over the camera RGB unless that is kept)
     if render and engine.enhance_net is not None:
         srgb = color.smooth_chroma(engine.enhance(xyz, phases=True)[None], chroma_width(chroma, omega), inplace=True)[0]
         out.srgb = finish(srgb.cpu())

@@ -82,6 +82,14 @@ def test_colour_on_phase_planes_is_colour_on_the_image():
     ):
         torch.testing.assert_close(planes, torch.nn.functional.pixel_unshuffle(laid_out, 2), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(color.camera_to_xyz(rgb, wb, m), color.apply_matrix(rgb * wb[:, None, None], m), rtol=1e-6, atol=1e-6)
+    # in place, a band of rows at a time, on a view (the engine's output is a crop of a larger image)
+    big = torch.rand(12, 2 * color._MATRIX_BAND + 9, 40)
+    view, before = big[:, 1:-1, 1:-1], big.clone()
+    expected = color.camera_to_xyz(view, wb, m, phases=True)
+    assert color.camera_to_xyz(view, wb, m, phases=True, inplace=True).data_ptr() == view.data_ptr()
+    assert torch.equal(view, expected)
+    view.copy_(before[:, 1:-1, 1:-1])
+    assert torch.equal(big, before)  # nothing outside the view was written
     with pytest.raises(ValueError, match=r"\(2, 3, 6, 10\)"):
         color.apply_matrix(rgb, m, phases=True)
 
