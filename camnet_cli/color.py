@@ -341,7 +341,28 @@ def pad_bayer(packed: torch.Tensor, n: int = 1) -> torch.Tensor:
     h, w = packed.shape[-2:]
     if n >= min(h, w):
         return F.pad(packed, (n, n, n, n), mode="replicate")
-    return pack_bayer(F.pad(unpack_bayer(packed), (2 * n,) * 4, mode="reflect"))
+    # A mirror about an edge pixel by an even number of pixels keeps each pixel's phase in the 2x2
+    # pattern, so each plane is padded from itself: plane row i (mosaic row 2i + phase) takes the
+    # plane row of the mosaic row it mirrors. Built so, the mosaic is never laid out (three passes
+    # over a whole frame, 0.15 s for 18 megapixels).
+    out = packed.new_empty((*packed.shape[:-2], h + 2 * n, w + 2 * n))
+    out[..., n : n + h, n : n + w] = packed
+
+    def sources(length: int, phase: int) -> torch.Tensor:
+        """The plane rows (or columns) of a plane with this phase that its n border rows either side mirror."""
+        i = torch.cat([torch.arange(-n, 0), torch.arange(length, length + n)])
+        m = 2 * i + phase  # mosaic rows
+        m = torch.where(m < 0, -m, torch.where(m > 2 * length - 1, 2 * (2 * length - 1) - m, m))
+        return ((m - phase) // 2).to(packed.device)
+
+    def edges(length: int) -> list[int]:
+        """The n border rows (or columns) either side, in ``out``."""
+        return [*range(n), *range(n + length, 2 * n + length)]
+
+    for plane, (row_phase, col_phase) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):  # R, G1, G2, B
+        out[..., plane, edges(h), n : n + w] = packed[..., plane, :, :].index_select(-2, sources(h, row_phase))
+        out[..., plane, :, edges(w)] = out[..., plane, :, :].index_select(-1, sources(w, col_phase) + n)
+    return out
 
 
 # The eight symmetries of the square as (transpose, flip rows, flip columns), in the order a

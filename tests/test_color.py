@@ -128,6 +128,13 @@ def test_pad_bayer_is_the_mosaic_of_the_mirrored_image():
     assert torch.equal(color.pad_bayer(packed), expected)
     assert not torch.equal(torch.nn.functional.pad(packed, (1, 1, 1, 1), mode="reflect"), expected)
     assert color.pad_bayer(torch.rand(1, 4, 1, 5)).shape == (1, 4, 3, 7)  # too small to mirror: edges repeated
+    # any size and width of border, with or without a batch
+    for shape, n in (((1, 3, 10, 14), 2), ((3, 6, 4), 1), ((2, 3, 6, 22), 2)):
+        rgb = torch.rand(*shape)
+        mirrored = torch.nn.functional.pad(rgb[None] if rgb.dim() == 3 else rgb, (2 * n,) * 4, mode="reflect")
+        expected = color.pack_bayer(color.mosaic(mirrored))
+        got = color.pad_bayer(color.pack_bayer(color.mosaic(rgb)), n)
+        assert torch.equal(got, expected[0] if rgb.dim() == 3 else expected)
 
 
 def _colour_tagged(packed: torch.Tensor) -> torch.Tensor:
