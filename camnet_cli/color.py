@@ -170,7 +170,16 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
         return x
     radius = max(1, min(int(np.ceil(3 * sigma)), h - 1, w - 1))
     g = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
-    return convolve_separable(x, (g / g.sum()).tolist())
+    taps = (g / g.sum()).tolist()
+    if (x.requires_grad and torch.is_grad_enabled()) or x.shape[-3] == 1:
+        return convolve_separable(x, taps)
+    # Without a graph, a channel at a time: each pass's temporaries then stay below malloc's mmap
+    # threshold (engine.keep_freed_memory) and reuse memory instead of faulting in fresh pages
+    # (the chroma filter's six planes of a 12 MP image: 0.11 -> 0.08 s).
+    out = torch.empty_like(x)
+    for c in range(x.shape[-3]):
+        out[..., c : c + 1, :, :] = convolve_separable(x[..., c : c + 1, :, :], taps)
+    return out
 
 
 # Rows of image a band of smooth_chroma's block means reads at once.
