@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from camnet_cli import decoding, metadata
+from camnet_cli.inputs import expand_inputs
 from camnet_cli.raw import RAW_EXTENSIONS
 
 # ``develop``'s options that take a value (the next argument is not an input); a test checks the
@@ -22,12 +23,13 @@ DEVELOP_VALUE_OPTIONS = frozenset(
 
 def first_raw(argv: list[str]) -> Path | None:
     """The raw a ``camnet develop`` command line starts with, if one can be told without loading the
-    command line: the first input that is a raw file (by extension). None for other commands, and
-    where ``--iso`` or ``--noise`` change how the raw decodes."""
+    command line: the first raw file its first input names (a file, a folder's first raw, a pattern's
+    first match; ``inputs.expand_inputs``). None for other commands, where ``--iso`` or ``--noise``
+    change how the raw decodes, and for a folder with ``-r`` (its tree is walked once, by the command)."""
     args = [a for a in argv if a != "--debug"]
     if not args or args[0] != "develop":
         return None
-    after_value = False
+    inputs, after_value = [], False
     for arg in args[1:]:
         if after_value:
             after_value = False
@@ -35,9 +37,13 @@ def first_raw(argv: list[str]) -> Path | None:
             return None
         elif arg in DEVELOP_VALUE_OPTIONS:
             after_value = True
-        elif not arg.startswith("-") and Path(arg).suffix.lower() in RAW_EXTENSIONS and Path(arg).is_file():
-            return Path(arg)
-    return None
+        elif not arg.startswith("-"):
+            inputs.append(arg)
+    if not inputs or (("-r" in args or "--recursive" in args) and not Path(inputs[0]).is_file()):
+        return None
+    files, _ = expand_inputs(inputs[:1])
+    first = files[0] if files else None
+    return first if first is not None and first.suffix.lower() in RAW_EXTENSIONS and first.is_file() else None
 
 
 def main() -> None:

@@ -80,20 +80,27 @@ def test_the_console_scripts_decoders_do_not_load_camnet_again(tmp_path):
 
 
 def test_the_first_raw_is_told_from_a_develop_command_line(tmp_path):
-    """What the entry point decodes while the command line loads: the first input that is a raw
-    file, never an option's value, and nothing for another command or where --iso/--noise change
-    the decoding."""
+    """What the entry point decodes while the command line loads: the first raw the first input
+    names (a file, a folder's, a pattern's), never an option's value, and nothing for another
+    command, where --iso/--noise change the decoding, or for a tree to walk (-r)."""
     from camnet_cli.__main__ import first_raw
 
-    a, b, out = tmp_path / "a.ARW", tmp_path / "b.dng", tmp_path / "out.dng"
-    for f in (a, b, out):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    a, b, out, c = shots / "a.ARW", shots / "b.dng", tmp_path / "out.dng", shots / "c.NEF"
+    for f in (a, b, out, c):
         f.write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
     assert first_raw(["develop", str(a), str(b)]) == a
     assert first_raw(["--debug", "develop", "-o", str(out), "-q", str(b), str(a)]) == b
-    assert first_raw(["develop", "--output", str(out), "--style", "natural", str(tmp_path / "gone.ARW"), str(a)]) == a
-    assert first_raw(["develop", str(tmp_path), str(tmp_path / "notes.txt")]) is None
+    assert first_raw(["develop", "--output", str(out), "--style", "natural", str(c)]) == c
+    assert first_raw(["develop", str(shots), "-o", str(tmp_path / "x")]) == a  # a folder's first raw, as the command orders them
+    assert first_raw(["develop", str(shots / "*.NEF")]) == c  # a quoted pattern
+    assert first_raw(["develop", str(tmp_path / "gone.ARW"), str(a)]) is None  # the first input is missing: its error comes first
+    assert first_raw(["develop", str(tmp_path / "notes.txt")]) is None
+    assert first_raw(["develop", "-r", str(shots)]) is None and first_raw(["develop", "-r", str(a)]) == a
     assert first_raw(["develop", "--iso", "800", str(a)]) is None and first_raw(["develop", "--noise=0.01", str(a)]) is None
-    assert first_raw(["inspect", str(a)]) is None and first_raw([]) is None
+    assert first_raw(["inspect", str(a)]) is None and first_raw([]) is None and first_raw(["develop"]) is None
 
 
 def test_the_entry_point_knows_which_develop_options_take_a_value():
