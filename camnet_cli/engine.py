@@ -17,6 +17,7 @@ import ctypes
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,6 +217,10 @@ class Engine:
         self.restore_net = self._place(restore, compile)
         self.enhance_net = self._place(enhance, compile) if enhance is not None else None
         self.last: dict[str, RunStats] = {}
+        # Seconds in the networks' passes (tiles cut and blended included), all images so far:
+        # ``pipeline.develop`` reports each image's (``camnet bench --e2e``: what the steps around
+        # the networks cost).
+        self.network_seconds = 0.0
 
     def _place(self, net: torch.nn.Module, compile: bool) -> torch.nn.Module:
         # A copy: Module.to() works in place, and the caller's network should stay as it was.
@@ -257,6 +262,7 @@ class Engine:
     @torch.no_grad()  # not inference_mode: the fixed steps after it work on its output in place
     def _run(self, name: str, net: RestoreNet | EnhanceNet, x: torch.Tensor) -> torch.Tensor:
         """UNet pass of a prepared (1, C, h, w) input, tiled as needed, retried smaller on OOM."""
+        started = time.perf_counter()
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         unet = net.unet
         h, w = x.shape[-2:]
@@ -269,6 +275,9 @@ class Engine:
                 else:
                     y = run_tiled(unet, x, tile, self.overlap, self.batch)
                 self.last[name] = RunStats(tile, retries)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # the time of the work, not of queueing it
+                self.network_seconds += time.perf_counter() - started
                 return y
             except (torch.OutOfMemoryError, RuntimeError) as e:
                 if not isinstance(e, torch.OutOfMemoryError) and "out of memory" not in str(e) and "can't allocate" not in str(e):

@@ -31,7 +31,7 @@ class Developed:
         srgb: upright (H, W, 3) float32 in [0, 1]; None without an Enhance-Net.
         linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for.
         camera: the restoration as (H, W, 3) camera RGB, not white-balanced, as stored, when asked for.
-        seconds: where the time went ("restore", "enhance").
+        seconds: where the time went ("restore", "enhance"; "networks": of those, the networks' passes).
     """
 
     xyz: torch.Tensor
@@ -111,7 +111,7 @@ def develop(
         keep_camera: keep the restoration's camera RGB (``Developed.camera``: as stored, the phase
             crop undone, neither oriented nor resized), for a linear DNG.
     """
-    t0 = time.perf_counter()
+    t0, in_networks = time.perf_counter(), engine.network_seconds
     # From Restore-Net to Enhance-Net the image stays in the networks' own layout, its phase planes:
     # it is laid out only where asked for (2 x 0.1 s for 18 megapixels).
     camera = engine.restore(packed, omega, read, phases=True) if camera is None else F.pixel_unshuffle(camera[None], 2)[0]
@@ -137,6 +137,7 @@ def develop(
         out.seconds["enhance"] = time.perf_counter() - t1
     if linear:
         out.linear = finish(color.apply_matrix(out.xyz_image(), color.XYZ_TO_SRGB), clip=not linear_float)
+    out.seconds["networks"] = engine.network_seconds - in_networks
     return out
 
 

@@ -140,7 +140,7 @@ def test_batch_develops_in_order_and_reports_each(tmp_path, raws, tiny_engine):
     outcomes = run_batch(jobs, tiny_engine, Settings(jobs=2), seen.append)
     assert [o.job.path for o in seen] == raws and all(o.status == "ok" for o in outcomes)
     assert all(j.output.exists() for j in jobs)
-    assert set(outcomes[0].stages) == {"decode", "restore", "enhance", "encode"}
+    assert set(outcomes[0].stages) == {"decode", "restore", "enhance", "networks", "encode"}
 
 
 def test_the_batch_takes_over_the_decode_started_early(tmp_path, raws, tiny_engine, monkeypatch):

@@ -49,9 +49,12 @@ def test_end_to_end_stages(tiny_weights, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     good, bad = record["files"]
-    assert good["status"] == "ok" and all(good[s] > 0 for s in ("decode", "restore", "enhance", "encode"))
+    assert good["status"] == "ok" and all(good[s] > 0 for s in ("decode", "restore", "enhance", "networks", "encode"))
+    assert good["networks"] < good["restore"] + good["enhance"]  # the networks' passes are part of both stages
     assert bad["status"] == "failed"
     assert record["files_per_s"] > 0
+    # the share of the files' time outside the networks' passes, and of the steps around them
+    assert 0 < record["around_networks_share"] < record["outside_networks_share"] < 1
     assert record["weights"] == "style natural"
 
 

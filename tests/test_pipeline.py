@@ -23,7 +23,7 @@ def test_developed_image_has_the_upright_visible_size(tmp_path, tiny_engine, off
     expected = (w, h, 3) if orientation in (6, 8) else (h, w, 3)
     assert out.srgb.shape == out.linear.shape == expected
     assert out.srgb.dtype == np.float32 and 0 <= out.srgb.min() and out.srgb.max() <= 1
-    assert set(out.seconds) == {"restore", "enhance"}
+    assert set(out.seconds) == {"restore", "enhance", "networks"} and out.seconds["networks"] < out.seconds["restore"] + out.seconds["enhance"]
 
 
 def test_white_balance_choice_changes_the_result(tmp_path, tiny_engine):

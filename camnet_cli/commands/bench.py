@@ -105,11 +105,19 @@ def bench(
         raise typer.Exit(EXIT_OK)
 
     result = bench_end_to_end(paths, engine, Settings(jobs=jobs))
-    stages = ("decode", "restore", "enhance", "encode")
+    stages = ("decode", "restore", "enhance", "networks", "encode")
+    # Of the files' time, what is not the networks' passes: in all, and the steps between decoding
+    # and encoding alone (restore and enhance less the networks).
+    done = [o for o in result.files if o.status == "ok"]
+    total = sum(o.seconds for o in done)
+    outside = 1 - sum(o.stages["networks"] for o in done) / total if done else None
+    share = sum(o.stages["restore"] + o.stages.get("enhance", 0.0) - o.stages["networks"] for o in done) / total if done else None
     if json_output:
         record = {
             "files": [{"input": str(o.job.path), "status": o.status, **{s: round(o.stages.get(s, 0.0), 3) for s in stages}} for o in result.files],
             "files_per_s": round(result.files_per_s, 3),
+            "outside_networks_share": None if outside is None else round(outside, 3),
+            "around_networks_share": None if share is None else round(share, 3),
             "weights": weights,
             "device": engine.device.type,
             "precision": engine.precision,
@@ -124,6 +132,8 @@ def bench(
         table.add_row(o.job.path.name, *(f"{o.stages[s]:.2f}" if s in o.stages else "—" for s in stages))
     stdout.print(table)
     stdout.print(f"{result.files_per_s:.3f} files/s ({len(paths)} files in {result.wall:.1f} s, {jobs} workers)")
+    if share is not None:
+        stdout.print(f"outside the networks' passes: {outside:.0%} of the files' time; the steps around them (restore and enhance less the passes): {share:.0%}")
     for o in result.files:
         if o.status == "failed":
             stderr.print(f"error: {o.error}", soft_wrap=True, highlight=False)
