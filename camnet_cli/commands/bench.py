@@ -106,12 +106,12 @@ def bench(
 
     result = bench_end_to_end(paths, engine, Settings(jobs=jobs))
     stages = ("decode", "restore", "enhance", "networks", "encode")
-    # Of the files' time, what is not the networks' passes: in all, and the steps between decoding
-    # and encoding alone (restore and enhance less the networks).
+    # Of the batch's wall time (a file's encoding overlaps the next one's development), what is not
+    # the networks' passes: in all, and the steps between decoding and encoding alone (restore and
+    # enhance less the passes).
     done = [o for o in result.files if o.status == "ok"]
-    total = sum(o.seconds for o in done)
-    outside = 1 - sum(o.stages["networks"] for o in done) / total if done else None
-    share = sum(o.stages["restore"] + o.stages.get("enhance", 0.0) - o.stages["networks"] for o in done) / total if done else None
+    outside = 1 - sum(o.stages["networks"] for o in done) / result.wall if done else None
+    share = sum(o.stages["restore"] + o.stages.get("enhance", 0.0) - o.stages["networks"] for o in done) / result.wall if done else None
     if json_output:
         record = {
             "files": [{"input": str(o.job.path), "status": o.status, **{s: round(o.stages.get(s, 0.0), 3) for s in stages}} for o in result.files],
@@ -133,7 +133,7 @@ def bench(
     stdout.print(table)
     stdout.print(f"{result.files_per_s:.3f} files/s ({len(paths)} files in {result.wall:.1f} s, {jobs} workers)")
     if share is not None:
-        stdout.print(f"outside the networks' passes: {outside:.0%} of the files' time; the steps around them (restore and enhance less the passes): {share:.0%}")
+        stdout.print(f"outside the networks' passes: {outside:.0%} of the wall time; the steps around them (restore and enhance less the passes): {share:.0%}")
     for o in result.files:
         if o.status == "failed":
             stderr.print(f"error: {o.error}", soft_wrap=True, highlight=False)
