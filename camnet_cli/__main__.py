@@ -25,7 +25,8 @@ def first_raw(argv: list[str]) -> Path | None:
     """The raw a ``camnet develop`` command line starts with, if one can be told without loading the
     command line: the first raw file its first input names (a file, a folder's first raw, a pattern's
     first match; ``inputs.expand_inputs``). None for other commands, where ``--iso`` or ``--noise``
-    change how the raw decodes, and for a folder with ``-r`` (its tree is walked once, by the command)."""
+    change how the raw decodes, with ``--shard`` (the first raw may be another shard's), and for a
+    folder with ``-r`` (its tree is walked once, by the command)."""
     args = [a for a in argv if a != "--debug"]
     if not args or args[0] != "develop":
         return None
@@ -33,8 +34,8 @@ def first_raw(argv: list[str]) -> Path | None:
     for arg in args[1:]:
         if after_value:
             after_value = False
-        elif arg in ("--iso", "--noise") or arg.startswith(("--iso=", "--noise=")):
-            return None
+        elif arg in ("--iso", "--noise", "--shard") or arg.startswith(("--iso=", "--noise=", "--shard=")):
+            return None  # the raw would decode otherwise, or may be another shard's
         elif arg in DEVELOP_VALUE_OPTIONS:
             after_value = True
         elif not arg.startswith("-"):

@@ -100,6 +100,7 @@ def test_the_first_raw_is_told_from_a_develop_command_line(tmp_path):
     assert first_raw(["develop", str(tmp_path / "notes.txt")]) is None
     assert first_raw(["develop", "-r", str(shots)]) is None and first_raw(["develop", "-r", str(a)]) == a
     assert first_raw(["develop", "--iso", "800", str(a)]) is None and first_raw(["develop", "--noise=0.01", str(a)]) is None
+    assert first_raw(["develop", str(shots), "--shard", "2/4"]) is None
     assert first_raw(["inspect", str(a)]) is None and first_raw([]) is None and first_raw(["develop"]) is None
 
 
