@@ -184,7 +184,6 @@ def to_integers(rgb: np.ndarray, bits: int) -> np.ndarray:
     return out.numpy()
 
 
-
 def image_writer(
     rgb: np.ndarray,
     meta: Metadata,
