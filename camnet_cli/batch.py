@@ -358,9 +358,10 @@ def run_batch(
                     frame = decodes.pop(i).result(settings.decode_timeout)
                     stages = {"decode": time.perf_counter() - started}
                     start_decodes(i + 1)
+                    planes, frame = frame.hand_over()  # the develop alone holds the planes, and lets them go early
                     developed = develop_frame(
                         engine, frame, settings.wb, linear=job.linear_output is not None, chroma=settings.chroma, max_size=settings.max_size,
-                        dng=settings.fmt == "dng", linear_float=settings.linear_bits == 32,
+                        dng=settings.fmt == "dng", linear_float=settings.linear_bits == 32, planes=planes,
                     )
                     made = developed.camera if settings.fmt == "dng" else developed.srgb
                     if not np.isfinite(made).all():  # weights that hold huge values overflow

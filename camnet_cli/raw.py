@@ -20,7 +20,7 @@ import os
 import stat
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +197,12 @@ class Frame:
     @property
     def orientation(self) -> int:
         return self.metadata.orientation or 1
+
+    def hand_over(self) -> tuple[list[np.ndarray], Frame]:
+        """The packed planes in a list, for ``pipeline.develop_frame`` to empty, and this frame without
+        them (``packed`` None). Once their last holder is the develop, they are freed as soon as
+        Restore-Net is done with them."""
+        return [self.packed], replace(self, packed=None)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 import dataclasses
+import weakref
 
 import numpy as np
 import pytest
@@ -45,6 +46,25 @@ def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_en
     outs = [develop_frame(tiny_engine, frame, chroma=c).srgb for c in (None, 0.0, 3.0)]
     assert seen == [pytest.approx(color.chroma_sigma(frame.noise.omega)), 0.0, 3.0] and seen[0] > 0
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
+
+
+def test_handed_over_planes_are_gone_before_enhance_net_runs(tmp_path, tiny_engine, monkeypatch):
+    """``Frame.hand_over``: develop_frame empties the list, the planes are freed once Restore-Net is done
+    with them (before Enhance-Net runs), and the image is the one the kept planes give, auto white
+    balance included."""
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(height=64, width=96))
+    frame = load_frame(tmp_path / "f.dng")
+    kept = develop_frame(tiny_engine, frame, "auto", linear=True)
+    planes, bare = frame.hand_over()
+    assert bare.packed is None and planes[0] is frame.packed
+    del frame
+    ref = weakref.ref(planes[0])
+    alive = []
+    real = tiny_engine.enhance
+    monkeypatch.setattr(tiny_engine, "enhance", lambda *a, **kw: alive.append(ref() is not None) or real(*a, **kw))
+    handed = develop_frame(tiny_engine, bare, "auto", linear=True, planes=planes)
+    assert alive == [False] and planes == [] and ref() is None
+    assert np.array_equal(handed.srgb, kept.srgb) and np.array_equal(handed.linear, kept.linear)
 
 
 def test_the_frames_read_noise_reaches_a_restore_net_with_a_read_plane(tmp_path):
