@@ -244,6 +244,29 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS, *, i
     return out
 
 
+def smooth_chroma_linear(rgb: torch.Tensor, sigma: float, gain: float = 1.0, to_srgb: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    """``smooth_chroma`` for a linear image, applied where it is tuned: in sRGB primaries at the
+    plain rendering's exposure, after the sRGB curve. Only the change it makes is brought back to
+    the image's own light and primaries, so nothing else moves, and nothing is clipped: beyond
+    [0, 1] (a scene-referred image) the curve goes on as its formula does.
+
+    Args:
+        rgb: (B, 3, H, W) linear RGB.
+        sigma: the filter's width in pixels (``chroma_sigma``); 0 returns ``rgb``.
+        gain: the exposure it is filtered at (the plain rendering's, ``render_plain``).
+        to_srgb: (3, 3) the matrix from ``rgb``'s primaries to linear sRGB's; None: they are sRGB's.
+    """
+    if sigma <= 0:
+        return rgb
+    m = torch.eye(3) if to_srgb is None else torch.as_tensor(to_srgb, dtype=torch.float32)
+    m = m.to(rgb.device) * gain
+    srgb = apply_matrix(rgb.float(), m)
+    encoded = torch.where(srgb <= 0.0031308, srgb * 12.92, srgb.clamp(min=0.0031308).pow(1 / 2.4).mul_(1.055).sub_(0.055))
+    c = smooth_chroma(encoded, sigma, inplace=True)
+    decoded = torch.where(c <= 0.04045, c / 12.92, c.clamp(min=0.04045).add_(0.055).div_(1.055).pow_(2.4))
+    return rgb + apply_matrix(decoded.sub_(srgb), torch.linalg.inv(m))
+
+
 def notch_reach(sigma: float) -> int:
     """How many pixels either side ``remove_grid(image, sigma)`` reads to make one (0 for no notch)."""
     return math.ceil(3 * sigma) + 1 if sigma > 0 else 0

@@ -10,6 +10,10 @@ Baselines, scored the same way on the same raws:
 - ``bilinear``: a plain bilinear demosaic with the file's white balance and colour matrix in
   place of Restore-Net, then the same Enhance-Net: what Restore-Net adds over the textbook
   demosaic, in both stages.
+
+The restorations that go through ``pipeline.develop`` (camnet's, and the ``denoise`` and
+``bilinear`` baselines') are scored as develop writes them (``--save-linear``), with the chroma
+noise reduction it gives every output; LibRaw's as LibRaw gives it.
 """
 
 from __future__ import annotations
@@ -75,8 +79,12 @@ def run_camnet(
         return None, engine.restore(sample["packed"].numpy(), float(sample["omega"]))
     packed = sample["packed"].numpy()
     read = float(sample["read"]) if "read" in sample else None
-    developed = pipeline.develop(engine, packed, float(sample["omega"]), sample["wb"], sample["cam_to_xyz"], chroma=chroma, camera=camera, read=read)
-    return developed.xyz_image(), torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
+    developed = pipeline.develop(
+        engine, packed, float(sample["omega"]), sample["wb"], sample["cam_to_xyz"], chroma=chroma, camera=camera, read=read, linear=True, linear_float=True
+    )
+    # The restoration as develop writes it (--save-linear, unclipped), its chroma noise reduction included.
+    xyz = color.apply_matrix(torch.from_numpy(developed.linear).permute(2, 0, 1), color.SRGB_TO_XYZ)
+    return xyz, torch.from_numpy(developed.srgb).permute(2, 0, 1).contiguous()
 
 
 BASELINES = ("libraw", "denoise", "bilinear", "plain")

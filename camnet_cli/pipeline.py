@@ -29,8 +29,10 @@ class Developed:
         xyz: the restoration in linear XYZ as stored (not upright, phase crop kept), float32, as its
             (12, H/2, W/2) phase planes (``color.apply_matrix``); ``xyz_image`` lays it out.
         srgb: upright (H, W, 3) float32 in [0, 1]; None without an Enhance-Net.
-        linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for.
-        camera: the restoration as (H, W, 3) camera RGB, not white-balanced, as stored, when asked for.
+        linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for,
+            with the chroma noise reduction (``color.smooth_chroma_linear``).
+        camera: the restoration as (H, W, 3) camera RGB, not white-balanced, as stored, when asked
+            for, with the chroma noise reduction.
         seconds: where the time went ("restore", "enhance"; "networks": of those, the networks' passes).
     """
 
@@ -72,6 +74,13 @@ def chroma_width(chroma: float | None, omega: float) -> float:
     """The chroma noise reduction's width in pixels: ``chroma``, or for None (auto) the one for the
     noise level ``omega`` (``color.chroma_sigma``); never above ``color.MAX_CHROMA``."""
     return color.chroma_sigma(omega) if chroma is None else min(chroma, color.MAX_CHROMA)
+
+
+def rendering_gain(engine: Engine) -> float:
+    """The exposure of the plain rendering Enhance-Net styles (its ``base``; 1 without one): where
+    the chroma filter is tuned, so where it filters a linear output too."""
+    net = engine.enhance_net
+    return float(net.config.base) if net is not None and net.config.base > 0 else 1.0
 
 
 @torch.no_grad()  # the networks' finishing steps then work in place
@@ -133,15 +142,21 @@ def develop(
         return hwc
 
     out = Developed(xyz=xyz, wb=tuple(float(g) for g in wb), seconds={"restore": t1 - t0})  # type: ignore[arg-type]
+    width, exposure = chroma_width(chroma, omega), rendering_gain(engine)
+    # The restoration's own outputs (a linear DNG, --save-linear) have the chroma noise reduction the
+    # styled image has, filtered as that is, after the curve.
     if keep_camera:
-        out.camera = uncrop(F.pixel_shuffle(camera[None], 2)[0].permute(1, 2, 0).float().cpu().numpy(), crop)
+        to_srgb = torch.as_tensor(color.XYZ_TO_SRGB, dtype=torch.float32) @ matrix @ torch.diag(gains)
+        camera = color.smooth_chroma_linear(F.pixel_shuffle(camera[None].float(), 2), width, exposure, to_srgb)
+        out.camera = uncrop(camera[0].permute(1, 2, 0).cpu().numpy(), crop)
     del camera  # the styled image needs only the XYZ (written over the camera RGB unless that is kept)
     if render and engine.enhance_net is not None:
-        srgb = color.smooth_chroma(engine.enhance(xyz, phases=True)[None], chroma_width(chroma, omega), inplace=True)[0]
+        srgb = color.smooth_chroma(engine.enhance(xyz, phases=True)[None], width, inplace=True)[0]
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1
     if linear:
-        out.linear = finish(color.apply_matrix(out.xyz_image(), color.XYZ_TO_SRGB), clip=not linear_float)
+        rgb = color.smooth_chroma_linear(color.apply_matrix(out.xyz_image(), color.XYZ_TO_SRGB)[None], width, exposure)[0]
+        out.linear = finish(rgb, clip=not linear_float)
     out.seconds["networks"] = engine.network_seconds - in_networks
     return out
 

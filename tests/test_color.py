@@ -190,6 +190,34 @@ def test_smooth_chroma_keeps_colour_edges_the_luma_shows():
     assert guided_err < blurred_err / 3, (guided_err, blurred_err)
 
 
+def _encode(x: torch.Tensor) -> torch.Tensor:
+    """The sRGB curve, its formula continued beyond [0, 1]."""
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def test_smooth_chroma_linear_filters_after_the_curve_and_in_srgb_primaries():
+    """A linear image is filtered as its plain rendering would be (times the gain, after the curve,
+    in sRGB primaries), and the result is brought back to its own light and primaries."""
+    clean, noisy = _noisy_flat_and_edge(2)
+    srgb = color.srgb_to_linear(noisy.clamp(0.01, 0.99)) / 2  # a linear image that the gain 2 renders as ``noisy``
+    out = color.smooth_chroma_linear(srgb, 2.0, gain=2.0)
+    torch.testing.assert_close(_encode(2 * out), color.smooth_chroma(_encode(2 * srgb), 2.0), rtol=0, atol=2e-5)
+    to_srgb = torch.tensor([[1.6, -0.4, -0.2], [-0.3, 1.5, -0.2], [0.0, -0.5, 1.5]])
+    camera = color.apply_matrix(srgb, torch.linalg.inv(to_srgb))
+    in_camera = color.smooth_chroma_linear(camera, 2.0, gain=2.0, to_srgb=to_srgb)
+    torch.testing.assert_close(color.apply_matrix(in_camera, to_srgb), out, rtol=0, atol=2e-5)
+    assert color.smooth_chroma_linear(srgb, 0.0) is srgb
+
+
+def test_smooth_chroma_linear_keeps_what_it_does_not_filter_beyond_one():
+    """A scene-referred grey with highlights far above 1 and values below 0: no colour to filter,
+    so nothing moves (nothing is clipped)."""
+    grey = torch.linspace(-0.01, 6.0, 64 * 96).reshape(1, 1, 64, 96).expand(1, 3, 64, 96).contiguous()
+    out = color.smooth_chroma_linear(grey, 3.0, gain=2.0)
+    torch.testing.assert_close(out, grey, rtol=1e-5, atol=1e-6)
+    assert out.max() > 5.9 and out.min() < 0
+
+
 def test_chroma_sigma_grows_with_the_noise_level():
     widths = [color.chroma_sigma(omega) for omega in (0.0, 1e-5, 8e-5, 6e-4, 5e-3)]
     assert widths[0] == 0.0 and widths == sorted(widths)

@@ -48,6 +48,27 @@ def test_chroma_noise_reduction_follows_the_frames_noise_level(tmp_path, tiny_en
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
 
 
+def test_the_restorations_outputs_have_the_chroma_noise_reduction(tmp_path, tiny_engine):
+    """The linear sRGB (--save-linear) and the camera RGB of a linear DNG are the restoration with the
+    styled image's chroma filter (the same filter in both, after the curve); --chroma-nr 0 leaves
+    them as the restoration is, and the luma after the curve is the restoration's either way."""
+    write_synthetic_dng(tmp_path / "f.dng", synthetic_raw(height=64, width=96))
+    frame = load_frame(tmp_path / "f.dng")
+    on = develop_frame(tiny_engine, frame, linear=True, linear_float=True)
+    off = develop_frame(tiny_engine, frame, linear=True, linear_float=True, chroma=0.0)
+    plain = color.apply_matrix(off.xyz_image(), color.XYZ_TO_SRGB).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(off.linear, plain, rtol=0, atol=1e-6)
+    assert np.abs(on.linear - off.linear).max() > 1e-3
+    gain = tiny_engine.enhance_net.config.base
+    x = [torch.from_numpy(d.linear * gain) for d in (on, off)]
+    luma = [torch.where(v <= 0.0031308, 12.92 * v, 1.055 * v.clamp(min=0.0031308) ** (1 / 2.4) - 0.055).mean(-1) for v in x]  # the curve, unclipped
+    torch.testing.assert_close(luma[0], luma[1], rtol=1e-4, atol=1e-4)
+    dng = develop_frame(tiny_engine, frame, dng=True)
+    to_srgb = torch.as_tensor(color.XYZ_TO_SRGB, dtype=torch.float32) @ torch.as_tensor(frame.cam_to_xyz, dtype=torch.float32) @ torch.diag(torch.tensor(frame.wb))
+    as_srgb = color.apply_matrix(torch.from_numpy(dng.camera).permute(2, 0, 1), to_srgb).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(as_srgb, on.linear, rtol=1e-3, atol=1e-4)  # a random network: values up to 35
+
+
 def test_handed_over_planes_are_gone_before_enhance_net_runs(tmp_path, tiny_engine, monkeypatch):
     """``Frame.hand_over``: develop_frame empties the list, the planes are freed once Restore-Net is done
     with them (before Enhance-Net runs), and the image is the one the kept planes give, auto white

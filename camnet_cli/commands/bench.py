@@ -191,7 +191,7 @@ def _compare(paths: list[Path], baselines: list[str], style: str, options: list[
         walls = [r.wall for r in ok]
         wall = f"{statistics.median(walls):.2f} ({min(walls):.2f}–{max(walls):.2f})"
         cpu = f"{statistics.median(r.cpu for r in ok):.2f}"
-        rss = f"{max(r.peak_rss_mb for r in ok) / 1024:.2f} GB"
+        rss = f"{max(r.peak_rss_mb for r in ok) / 1024:.2f} GiB"
         wall_ratio, cpu_ratio = result.ratio(tool), result.ratio(tool, "cpu")
         ratio = "—" if tool == "camnet" or wall_ratio is None or cpu_ratio is None else f"{wall_ratio:.1f}×, {cpu_ratio:.1f}×"
         table.add_row(tool, result.versions[tool], wall, cpu, rss, ratio)
