@@ -244,27 +244,40 @@ def smooth_chroma(rgb: torch.Tensor, sigma: float, eps: float = CHROMA_EPS, *, i
     return out
 
 
-def smooth_chroma_linear(rgb: torch.Tensor, sigma: float, gain: float = 1.0, to_srgb: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+def smooth_chroma_linear(
+    rgb: torch.Tensor, sigma: float, gain: float = 1.0, to_srgb: torch.Tensor | np.ndarray | None = None, *, inplace: bool = False
+) -> torch.Tensor:
     """``smooth_chroma`` for a linear image, applied where it is tuned: in sRGB primaries at the
     plain rendering's exposure, after the sRGB curve. Only the change it makes is brought back to
     the image's own light and primaries, so nothing else moves, and nothing is clipped: beyond
     [0, 1] (a scene-referred image) the curve goes on as its formula does.
 
+    A band of rows at a time but for the filter itself: one image-sized buffer, the curved image.
+
     Args:
-        rgb: (B, 3, H, W) linear RGB.
+        rgb: (B, 3, H, W) linear RGB, float32.
         sigma: the filter's width in pixels (``chroma_sigma``); 0 returns ``rgb``.
         gain: the exposure it is filtered at (the plain rendering's, ``render_plain``).
         to_srgb: (3, 3) the matrix from ``rgb``'s primaries to linear sRGB's; None: they are sRGB's.
+        inplace: write the result over ``rgb``.
     """
     if sigma <= 0:
         return rgb
-    m = torch.eye(3) if to_srgb is None else torch.as_tensor(to_srgb, dtype=torch.float32)
-    m = m.to(rgb.device) * gain
-    srgb = apply_matrix(rgb.float(), m)
-    encoded = torch.where(srgb <= 0.0031308, srgb * 12.92, srgb.clamp(min=0.0031308).pow(1 / 2.4).mul_(1.055).sub_(0.055))
-    c = smooth_chroma(encoded, sigma, inplace=True)
-    decoded = torch.where(c <= 0.04045, c / 12.92, c.clamp(min=0.04045).add_(0.055).div_(1.055).pow_(2.4))
-    return rgb + apply_matrix(decoded.sub_(srgb), torch.linalg.inv(m))
+    m = (torch.eye(3) if to_srgb is None else torch.as_tensor(to_srgb, dtype=torch.float32)).to(rgb.device) * gain
+    back = torch.linalg.inv(m)
+    h = rgb.shape[-2]
+    encoded = torch.empty_like(rgb)
+    for top in range(0, h, _CHROMA_BAND):
+        x = apply_matrix(rgb[..., top : top + _CHROMA_BAND, :], m)
+        encoded[..., top : top + _CHROMA_BAND, :] = torch.where(x <= 0.0031308, x * 12.92, x.clamp(min=0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055))
+    smooth_chroma(encoded, sigma, inplace=True)
+    out = rgb if inplace else rgb.clone()
+    for top in range(0, h, _CHROMA_BAND):
+        c = encoded[..., top : top + _CHROMA_BAND, :]
+        decoded = torch.where(c <= 0.04045, c / 12.92, c.clamp(min=0.04045).add_(0.055).div_(1.055).pow_(2.4))
+        change = decoded.sub_(apply_matrix(rgb[..., top : top + _CHROMA_BAND, :], m))
+        out[..., top : top + _CHROMA_BAND, :] += apply_matrix(change, back)
+    return out
 
 
 def notch_reach(sigma: float) -> int:

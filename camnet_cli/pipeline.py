@@ -147,7 +147,7 @@ def develop(
     # styled image has, filtered as that is, after the curve.
     if keep_camera:
         to_srgb = torch.as_tensor(color.XYZ_TO_SRGB, dtype=torch.float32) @ matrix @ torch.diag(gains)
-        camera = color.smooth_chroma_linear(F.pixel_shuffle(camera[None].float(), 2), width, exposure, to_srgb)
+        camera = color.smooth_chroma_linear(F.pixel_shuffle(camera[None].float(), 2), width, exposure, to_srgb, inplace=True)
         out.camera = uncrop(camera[0].permute(1, 2, 0).cpu().numpy(), crop)
     del camera  # the styled image needs only the XYZ (written over the camera RGB unless that is kept)
     if render and engine.enhance_net is not None:
@@ -155,8 +155,9 @@ def develop(
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1
     if linear:
-        rgb = color.smooth_chroma_linear(color.apply_matrix(out.xyz_image(), color.XYZ_TO_SRGB)[None], width, exposure)[0]
-        out.linear = finish(rgb, clip=not linear_float)
+        rgb = out.xyz_image()  # a new image: the XYZ is kept
+        color.apply_matrix(rgb, color.XYZ_TO_SRGB, out=rgb)
+        out.linear = finish(color.smooth_chroma_linear(rgb[None], width, exposure, inplace=True)[0], clip=not linear_float)
     out.seconds["networks"] = engine.network_seconds - in_networks
     return out
 
