@@ -27,7 +27,8 @@ class Developed:
 
     Attributes:
         xyz: the restoration in linear XYZ as stored (not upright, phase crop kept), float32, as its
-            (12, H/2, W/2) phase planes (``color.apply_matrix``); ``xyz_image`` lays it out.
+            (12, H/2, W/2) phase planes (``color.apply_matrix``); ``xyz_image`` lays it out. None
+            for a linear DNG alone (``keep_camera`` without ``render`` or ``linear``).
         srgb: upright (H, W, 3) float32 in [0, 1]; None without an Enhance-Net.
         linear: the restoration as upright linear sRGB primaries (D65), in [0, 1], when asked for,
             with the chroma noise reduction (``color.smooth_chroma_linear``).
@@ -36,7 +37,7 @@ class Developed:
         seconds: where the time went ("restore", "enhance"; "networks": of those, the networks' passes).
     """
 
-    xyz: torch.Tensor
+    xyz: torch.Tensor | None
     srgb: np.ndarray | None = None
     linear: np.ndarray | None = None
     camera: np.ndarray | None = None
@@ -130,7 +131,9 @@ def develop(
     camera = engine.restore(packed, omega, read, phases=True) if camera is None else F.pixel_unshuffle(camera[None], 2)[0]
     del packed  # handed over (a list), the planes go here
     gains, matrix = torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32)
-    xyz = color.camera_to_xyz(camera, gains, matrix, phases=True, inplace=not keep_camera)  # the camera RGB is ours
+    styled = render and engine.enhance_net is not None
+    # The camera RGB is ours; a linear DNG alone needs no XYZ.
+    xyz = color.camera_to_xyz(camera, gains, matrix, phases=True, inplace=not keep_camera) if styled or linear else None
     t1 = time.perf_counter()
 
     def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
@@ -150,7 +153,7 @@ def develop(
         camera = color.smooth_chroma_linear(F.pixel_shuffle(camera[None].float(), 2), width, exposure, to_srgb, inplace=True)
         out.camera = uncrop(camera[0].permute(1, 2, 0).cpu().numpy(), crop)
     del camera  # the styled image needs only the XYZ (written over the camera RGB unless that is kept)
-    if render and engine.enhance_net is not None:
+    if styled:
         srgb = color.smooth_chroma(engine.enhance(xyz, phases=True)[None], width, inplace=True)[0]
         out.srgb = finish(srgb.cpu())
         out.seconds["enhance"] = time.perf_counter() - t1

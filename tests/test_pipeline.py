@@ -64,6 +64,7 @@ def test_the_restorations_outputs_have_the_chroma_noise_reduction(tmp_path, tiny
     luma = [torch.where(v <= 0.0031308, 12.92 * v, 1.055 * v.clamp(min=0.0031308) ** (1 / 2.4) - 0.055).mean(-1) for v in x]  # the curve, unclipped
     torch.testing.assert_close(luma[0], luma[1], rtol=1e-4, atol=1e-4)
     dng = develop_frame(tiny_engine, frame, dng=True)
+    assert dng.xyz is None and dng.srgb is None  # a linear DNG alone makes no XYZ
     to_srgb = torch.as_tensor(color.XYZ_TO_SRGB, dtype=torch.float32) @ torch.as_tensor(frame.cam_to_xyz, dtype=torch.float32) @ torch.diag(torch.tensor(frame.wb))
     as_srgb = color.apply_matrix(torch.from_numpy(dng.camera).permute(2, 0, 1), to_srgb).permute(1, 2, 0).numpy()
     np.testing.assert_allclose(as_srgb, on.linear, rtol=1e-3, atol=1e-4)  # a random network: values up to 35
