@@ -46,35 +46,38 @@ def srgb_to_space(rgb: torch.Tensor, space: str) -> torch.Tensor:
     return linear ** (1 / gamma) if gamma else linear_to_srgb(linear)
 
 
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+def srgb_to_linear(x: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
     """Inverse sRGB transfer curve (IEC 61966-2-1).
 
     Args:
-        x: sRGB-encoded values in [0, 1], any shape.
+        x: sRGB-encoded values, any shape; clipped to [0, 1] first unless ``clip`` is False, when
+            the curve goes on beyond [0, 1] as its formula does (linear below, the power above).
 
     Returns:
-        Linear values in [0, 1], same shape.
+        Linear values, same shape.
     """
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    if clip:
+        x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
 
 
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+def linear_to_srgb(x: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
     """sRGB transfer curve (IEC 61966-2-1).
 
     Args:
-        x: linear values, any shape; clipped to [0, 1] first.
+        x: linear values, any shape; clipped to [0, 1] first unless ``clip`` is False, when the
+            curve goes on beyond [0, 1] as its formula does (linear below, the power above).
 
     Returns:
-        sRGB-encoded values in [0, 1], same shape.
+        sRGB-encoded values, same shape.
     """
     if x.requires_grad and torch.is_grad_enabled():
-        x = x.clamp(0.0, 1.0)
+        x = x.clamp(0.0, 1.0) if clip else x
         # The clamp inside the power keeps its gradient finite at 0.
         return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
     # Without a graph to keep, the same arithmetic in place: a third of the time on a whole frame,
     # most of which went to allocating and first touching each intermediate image.
-    x = x.clamp(0.0, 1.0)
+    x = x.clamp(0.0, 1.0) if clip else x.clone()
     curved = x.clamp(min=0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
     return torch.where(x <= 0.0031308, x.mul_(12.92), curved, out=curved)
 
@@ -268,13 +271,11 @@ def smooth_chroma_linear(
     h = rgb.shape[-2]
     encoded = torch.empty_like(rgb)
     for top in range(0, h, _CHROMA_BAND):
-        x = apply_matrix(rgb[..., top : top + _CHROMA_BAND, :], m)
-        encoded[..., top : top + _CHROMA_BAND, :] = torch.where(x <= 0.0031308, x * 12.92, x.clamp(min=0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055))
+        encoded[..., top : top + _CHROMA_BAND, :] = linear_to_srgb(apply_matrix(rgb[..., top : top + _CHROMA_BAND, :], m), clip=False)
     smooth_chroma(encoded, sigma, inplace=True)
     out = rgb if inplace else rgb.clone()
     for top in range(0, h, _CHROMA_BAND):
-        c = encoded[..., top : top + _CHROMA_BAND, :]
-        decoded = torch.where(c <= 0.04045, c / 12.92, c.clamp(min=0.04045).add_(0.055).div_(1.055).pow_(2.4))
+        decoded = srgb_to_linear(encoded[..., top : top + _CHROMA_BAND, :], clip=False)
         change = decoded.sub_(apply_matrix(rgb[..., top : top + _CHROMA_BAND, :], m))
         out[..., top : top + _CHROMA_BAND, :] += apply_matrix(change, back)
     return out
@@ -466,10 +467,15 @@ def camera_to_xyz(
     Returns:
         linear CIE XYZ, shaped as ``rgb``.
     """
-    gains = torch.as_tensor(wb, dtype=rgb.dtype, device=rgb.device)
-    matrix = torch.as_tensor(cam_to_xyz, dtype=rgb.dtype, device=rgb.device)
     # The gains in the matrix: one pass over the image.
-    return apply_matrix(rgb, matrix * gains[..., None, :], phases=phases, out=rgb if inplace else None)
+    return apply_matrix(rgb, camera_matrix(wb, cam_to_xyz).to(rgb.device, rgb.dtype), phases=phases, out=rgb if inplace else None)
+
+
+def camera_matrix(wb: torch.Tensor | np.ndarray | tuple, cam_to_xyz: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The matrix from camera RGB as stored (not white-balanced) to XYZ: ``cam_to_xyz`` with the
+    white-balance gains ``wb`` folded in, float32 ((3, 3), or (*, 3, 3) for batches of either)."""
+    gains = torch.as_tensor(wb, dtype=torch.float32)
+    return torch.as_tensor(cam_to_xyz, dtype=torch.float32).to(gains.device) * gains[..., None, :]
 
 
 def auto_white_balance(packed: np.ndarray) -> tuple[float, float, float]:

@@ -130,10 +130,9 @@ def develop(
     # it is laid out only where asked for (2 x 0.1 s for 18 megapixels).
     camera = engine.restore(packed, omega, read, phases=True) if camera is None else F.pixel_unshuffle(camera[None], 2)[0]
     del packed  # handed over (a list), the planes go here
-    gains, matrix = torch.as_tensor(wb, dtype=torch.float32), torch.as_tensor(cam_to_xyz, dtype=torch.float32)
     styled = render and engine.enhance_net is not None
     # The camera RGB is ours; a linear DNG alone needs no XYZ.
-    xyz = color.camera_to_xyz(camera, gains, matrix, phases=True, inplace=not keep_camera) if styled or linear else None
+    xyz = color.camera_to_xyz(camera, wb, cam_to_xyz, phases=True, inplace=not keep_camera) if styled or linear else None
     t1 = time.perf_counter()
 
     def finish(img: torch.Tensor, clip: bool = True) -> np.ndarray:
@@ -149,7 +148,7 @@ def develop(
     # The restoration's own outputs (a linear DNG, --save-linear) have the chroma noise reduction the
     # styled image has, filtered as that is, after the curve.
     if keep_camera:
-        to_srgb = torch.as_tensor(color.XYZ_TO_SRGB, dtype=torch.float32) @ matrix @ torch.diag(gains)
+        to_srgb = torch.as_tensor(color.XYZ_TO_SRGB, dtype=torch.float32) @ color.camera_matrix(wb, cam_to_xyz)
         camera = color.smooth_chroma_linear(F.pixel_shuffle(camera[None].float(), 2), width, exposure, to_srgb, inplace=True)
         out.camera = uncrop(camera[0].permute(1, 2, 0).cpu().numpy(), crop)
     del camera  # the styled image needs only the XYZ (written over the camera RGB unless that is kept)
